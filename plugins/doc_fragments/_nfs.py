@@ -1,0 +1,36 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+
+    DOCUMENTATION = r'''
+options:
+  nfs:
+    description:
+      - Configuration of O(backend=nfs) - qcow2 and raw image files in one directory, laid out as OpenStack
+        Cinder's NFS driver lays them out (C(volume-<name>), C(volume-<name>.<snapshot>), C(volume-<name>.info)).
+      - Give exactly one of O(nfs.share) and O(nfs.path).
+      - Requires C(qemu-img) on the managed host.
+    type: dict
+    suboptions:
+      share:
+        description:
+          - An NFS export, C(host:/export), mounted with C(mount -t nfs) under O(nfs.mount_point_base) in a
+            directory named by the MD5 hex digest of this string, as Cinder names it.
+          - A share that is already mounted there is used as it is.
+        type: str
+      path:
+        description:
+          - A directory that already exists (local, or mounted by other means) and holds the volumes.
+        type: path
+      mount_point_base:
+        description: Where shares are mounted.
+        type: path
+        default: /var/lib/stratum-storage/mnt
+      mount_options:
+        description: Options passed to C(mount -o) when mounting O(nfs.share), for example C(vers=4.2).
+        type: str
+'''

@@ -1,0 +1,96 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one interface that every backend implements.
+
+A backend reads and changes storage. It never calls ``exit_json`` and never
+looks at check mode: the manager decides what to change and whether to apply.
+"""
+
+from __future__ import annotations
+
+import abc
+from contextlib import contextmanager
+
+
+class Backend(abc.ABC):
+    """Volumes and snapshots on one storage system."""
+
+    #: the value of the ``backend`` option that selects this class
+    name = None
+
+    def __init__(self, runner, config):
+        self.runner = runner
+        self.config = config
+
+    # -- connection -----------------------------------------------------------------
+
+    def connect(self, apply):
+        """Make the backend reachable; return a list of what was (or would be) done.
+
+        With ``apply`` false nothing may change; a backend that cannot be read
+        without a change raises ``StorageError``.
+        """
+        return []
+
+    @contextmanager
+    def lock(self, volumes):
+        """Exclude concurrent writers of ``volumes`` for the ``with`` body."""
+        yield
+
+    # -- reading ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def allocation_unit(self):
+        """Bytes the backend allocates volumes in; sizes are rounded up to it."""
+
+    @abc.abstractmethod
+    def list_volumes(self, name=None):
+        """Return ``Volume`` records, of one volume or of all; one backend read."""
+
+    @abc.abstractmethod
+    def list_snapshots(self, volume=None):
+        """Return ``Snapshot`` records in chain order, of one volume or of all."""
+
+    def get_volume(self, name):
+        found = self.list_volumes(name)
+        return found[0] if found else None
+
+    def get_snapshot(self, volume, name):
+        for snapshot in self.list_snapshots(volume):
+            if snapshot.name == name:
+                return snapshot
+        return None
+
+    def validate_snapshot_name(self, name):
+        """Refuse names that are valid in general but reserved by this backend."""
+
+    # -- preflight checks (read only) -------------------------------------------------
+
+    def check_rewritable(self, volume):
+        """Raise unless ``volume`` (a ``Volume``) may be rewritten now."""
+
+    # -- changes ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_volume(self, name, size, fmt):
+        """Create an empty volume of ``size`` bytes (already rounded)."""
+
+    @abc.abstractmethod
+    def clone_volume(self, name, source, snapshot, size, fmt):
+        """Create ``name`` holding the data of ``source`` (at ``snapshot`` if given)."""
+
+    @abc.abstractmethod
+    def extend_volume(self, name, size):
+        """Grow ``name`` to ``size`` bytes."""
+
+    @abc.abstractmethod
+    def delete_volume(self, name):
+        """Delete ``name`` and every snapshot of it."""
+
+    @abc.abstractmethod
+    def create_snapshot(self, volume, name):
+        """Take snapshot ``name`` of ``volume``."""
+
+    @abc.abstractmethod
+    def delete_snapshot(self, volume, name):
+        """Delete snapshot ``name`` of ``volume``, keeping every other point in time."""

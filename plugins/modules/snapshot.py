@@ -1,0 +1,143 @@
+#!/usr/bin/python
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot
+short_description: Take and delete snapshots of a volume
+version_added: 0.1.0
+description:
+  - Makes a snapshot of a volume exist, or not exist.
+  - Deleting a snapshot keeps the content of every other snapshot and of the live volume unchanged.
+  - >-
+    On O(backend=nfs) a snapshot is taken as Cinder's NFS driver takes it - a new qcow2 overlay
+    C(volume-<volume>.<name>) backed by the active file (by a relative name) becomes the active file, and
+    C(volume-<volume>.info) maps the snapshot to it. The snapshot's point-in-time content is that overlay's
+    backing file. Deleting it commits the overlay into its backing file, rebases the next overlay up (if any)
+    onto that file, removes the overlay and updates the info file.
+  - On O(backend=nfs) the whole backing chain is validated before anything is written. A backing file that is
+    absolute, outside the directory or not named by the layout, a loop, or a qcow2 external data file is
+    refused and nothing is modified. A volume whose image a running process holds (an attached QEMU) is refused.
+  - While a delete runs, the snapshot lists with status V(pending_delete); an interrupted delete is finished by
+    running O(state=absent) again.
+options:
+  volume:
+    description: Name of the volume.
+    type: str
+    required: true
+  name:
+    description:
+      - Name of the snapshot; 1 to 128 letters, digits, C(_) or C(-), starting with a letter or digit.
+      - V(info) is reserved on O(backend=nfs).
+    type: str
+    required: true
+  state:
+    description: Whether the snapshot exists.
+    type: str
+    choices: [present, absent]
+    default: present
+extends_documentation_fragment:
+  - stratum.storage._backend
+  - stratum.storage._backend.CHANGES
+  - stratum.storage._nfs
+seealso:
+  - module: stratum.storage.snapshot_info
+  - module: stratum.storage.volume
+author:
+  - stratum.storage contributors
+'''
+
+EXAMPLES = r'''
+- name: Take tonight's snapshot of a volume on an NFS share
+  stratum.storage.snapshot:
+    backend: nfs
+    nfs:
+      share: nas1:/export/volumes
+    volume: db01-data
+    name: "nightly-{{ '%Y-%m-%d' | strftime }}"
+
+- name: Delete an old snapshot; every other point in time stays intact
+  stratum.storage.snapshot:
+    backend: nfs
+    nfs:
+      path: /srv/volumes
+    volume: db01-data
+    name: nightly-2026-11-01
+    state: absent
+'''
+
+RETURN = r'''
+snapshot:
+  description:
+    - The snapshot after the change, in the uniform schema shared by every backend. V(null) when it does not exist.
+    - In check mode this is the predicted snapshot; values the backend assigns on creation are V(null).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Snapshot name.
+      type: str
+      returned: success
+      sample: nightly-2026-11-21
+    volume:
+      description: Name of the volume it belongs to.
+      type: str
+      returned: success
+      sample: db01-data
+    backend:
+      description: Backend type.
+      type: str
+      returned: success
+      sample: nfs
+    status:
+      description: One of V(creating), V(available), V(pending_delete), V(inbound), V(error).
+      type: str
+      returned: success
+      sample: available
+    size:
+      description: Virtual size in bytes of the snapshot's point-in-time image; V(null) when unknown.
+      type: int
+      returned: success
+      sample: 10737418240
+    created:
+      description:
+        - When the snapshot was taken, ISO 8601 UTC.
+        - For a snapshot this collection did not take (for example one Cinder took), the modification time of
+          its point-in-time image, which stops changing when the snapshot is taken.
+      type: str
+      returned: success
+      sample: "2026-11-21T23:05:07Z"
+    parent:
+      description: The previous snapshot in the same volume's chain, or V(null) for the oldest.
+      type: str
+      returned: success
+      sample: nightly-2026-11-20
+    details:
+      description:
+        - What only this backend has. On O(backend=nfs) - C(file) (the overlay the info file maps the snapshot to),
+          C(image) (its backing file, which holds the point-in-time content) and C(image_format); C(reason) when
+          RV(snapshot.status) is V(error).
+      type: dict
+      returned: success
+      sample: {"file": "volume-db01-data.nightly-2026-11-21", "image": "volume-db01-data", "image_format": "raw"}
+actions:
+  description: What the run changed, or would change in check mode, one sentence each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["take snapshot nightly-2026-11-21 of volume db01-data"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stratum.storage.plugins.module_utils._argspec import snapshot_kwargs
+from ansible_collections.stratum.storage.plugins.module_utils._manager import run_module
+
+
+def main():
+    run_module(AnsibleModule(**snapshot_kwargs()), 'snapshot')
+
+
+if __name__ == '__main__':
+    main()

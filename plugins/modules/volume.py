@@ -1,0 +1,168 @@
+#!/usr/bin/python
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: volume
+short_description: Create, grow, clone and delete volumes
+version_added: 0.1.0
+description:
+  - Makes a volume exist with at least the given size, or not exist.
+  - A new volume is empty, or a full independent copy of another volume or of one of its snapshots.
+  - A volume is grown when O(size) is larger than its current size. A smaller O(size) is refused; nothing is
+    ever shrunk.
+  - A volume that has snapshots is deleted only with O(force=true), which deletes its snapshots with it.
+  - On O(backend=nfs) a volume is the file C(volume-<name>) and the qcow2 overlays of its snapshots; growing a
+    volume that has snapshots grows its active overlay. A running process that holds the image lock (an attached
+    QEMU) makes every change that rewrites the chain fail before it starts.
+options:
+  name:
+    description: Name of the volume; 1 to 128 letters, digits, C(_) or C(-), starting with a letter or digit.
+    type: str
+    required: true
+  state:
+    description: Whether the volume exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  size:
+    description:
+      - Size in bytes (an integer), or a string with a binary unit C(K), C(M), C(G), C(T) or C(P), optionally
+        followed by C(iB) or C(B); C(10G), C(10GB) and C(10GiB) all mean 10 x 1024^3 bytes.
+      - Rounded up to what the backend allocates in (512 bytes on O(backend=nfs)) before comparing.
+      - Required to create a volume unless O(source_volume) is given; a clone defaults to its source's size.
+    type: raw
+  format:
+    description:
+      - Image format of a new volume's base file on O(backend=nfs). Cinder's default is C(raw); snapshots work
+        on either.
+      - Defaults to C(raw) on creation. For an existing volume it is only compared; a different format is an
+        error.
+    type: str
+    choices: [raw, qcow2]
+  source_volume:
+    description:
+      - Create the volume as an independent full copy of this volume (or of O(source_snapshot) of it).
+      - Used only when the volume does not exist yet. The copy is recorded in RV(volume.origin).
+    type: str
+  source_snapshot:
+    description: Copy this snapshot of O(source_volume) instead of its current content.
+    type: str
+  force:
+    description: With O(state=absent), also delete every snapshot of the volume.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - stratum.storage._backend
+  - stratum.storage._backend.CHANGES
+  - stratum.storage._nfs
+seealso:
+  - module: stratum.storage.snapshot
+  - module: stratum.storage.volume_info
+author:
+  - stratum.storage contributors
+'''
+
+EXAMPLES = r'''
+- name: Create a 10 GiB raw volume on an NFS share, mounted on demand
+  stratum.storage.volume:
+    backend: nfs
+    nfs:
+      share: nas1:/export/volumes
+      mount_options: vers=4.2
+    name: db01-data
+    size: 10G
+
+- name: Set the backend once for several tasks
+  module_defaults:
+    group/stratum.storage.storage:
+      backend: nfs
+      nfs:
+        path: /srv/volumes
+  block:
+    - name: Grow the volume to 20 GiB (a smaller size is refused)
+      stratum.storage.volume:
+        name: db01-data
+        size: 20GiB
+
+    - name: Clone last night's snapshot into a new volume for a test restore
+      stratum.storage.volume:
+        name: db01-restore-test
+        source_volume: db01-data
+        source_snapshot: nightly-2026-11-20
+
+    - name: Delete a volume together with its snapshots
+      stratum.storage.volume:
+        name: db01-restore-test
+        state: absent
+        force: true
+'''
+
+RETURN = r'''
+volume:
+  description:
+    - The volume after the change, in the uniform schema shared by every backend. V(null) when it does not exist.
+    - In check mode this is the predicted volume; values the backend assigns on creation are V(null).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Volume name.
+      type: str
+      returned: success
+      sample: db01-data
+    backend:
+      description: Backend type.
+      type: str
+      returned: success
+      sample: nfs
+    status:
+      description: One of V(creating), V(available), V(pending_delete), V(inbound), V(error).
+      type: str
+      returned: success
+      sample: available
+    size:
+      description: Size in bytes (the virtual size of the active image on O(backend=nfs)); V(null) when unknown.
+      type: int
+      returned: success
+      sample: 10737418240
+    created:
+      description: Creation time, ISO 8601 UTC; V(null) when the backend does not know it.
+      type: str
+      returned: success
+      sample: "2026-11-21T23:05:07Z"
+    origin:
+      description: For a clone, the source it was copied from; V(null) otherwise.
+      type: dict
+      returned: success
+      sample: {"volume": "db01-data", "snapshot": "nightly-2026-11-20"}
+    details:
+      description:
+        - What only this backend has. On O(backend=nfs) - C(directory), C(base_file), C(active_file), C(format),
+          C(active_format), C(files) (the chain from base to active) and C(info_file); C(reason) when
+          RV(volume.status) is V(error).
+      type: dict
+      returned: success
+      sample: {"directory": "/srv/volumes", "base_file": "volume-db01-data", "active_file": "volume-db01-data",
+               "format": "raw", "active_format": "raw", "files": ["volume-db01-data"], "info_file": null}
+actions:
+  description: What the run changed, or would change in check mode, one sentence each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["grow volume db01-data from 10737418240 to 21474836480 bytes"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stratum.storage.plugins.module_utils._argspec import volume_kwargs
+from ansible_collections.stratum.storage.plugins.module_utils._manager import run_module
+
+
+def main():
+    run_module(AnsibleModule(**volume_kwargs()), 'volume')
+
+
+if __name__ == '__main__':
+    main()
