@@ -15,15 +15,15 @@ from contextlib import contextmanager
 from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
 
 
-def read_json(path, what):
-    """Return the JSON object in ``path``, None when absent; raise on garbage."""
+def read_json(path, what, error=StorageError):
+    """Return the JSON object in ``path``, None when absent; raise ``error`` on garbage."""
     try:
         with open(path, 'r', encoding='utf-8') as handle:
             return json.load(handle)
     except FileNotFoundError:
         return None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StorageError('%s %s is not valid JSON: %s.' % (what, os.path.basename(path), exc))
+        raise error('%s %s is not valid JSON: %s.' % (what, os.path.basename(path), exc))
 
 
 def write_json_atomic(path, data, mode=0o644):

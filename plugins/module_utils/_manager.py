@@ -112,6 +112,9 @@ def plan_snapshot(desired, volume, snapshots, backend):
     """Return ``(actions, predicted)`` for the ``snapshot`` module."""
     name, volume_name = desired['name'], desired['volume']
     existing = next((s for s in snapshots if s.name == name), None)
+    if volume is not None and volume.status == 'error' and (existing is None or desired['state'] == 'absent'):
+        # The chain cannot be read, so neither "exists" nor "absent" can be trusted.
+        raise ChainError(volume.details.get('reason') or 'Volume %s is in status error.' % volume_name)
     if desired['state'] == 'absent':
         if existing is None:
             return [], None

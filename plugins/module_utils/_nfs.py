@@ -183,7 +183,7 @@ class NfsBackend(Backend):
 
     def load(self, volume):
         """Read and validate ``volume``'s whole chain. Runs no command."""
-        info = read_json(self._info_path(volume), 'Info file')
+        info = read_json(self._info_path(volume), 'Info file', ChainError)
         if info is None:
             active, snapshot_files = self.base_name(volume), {}
         else:
@@ -236,7 +236,7 @@ class NfsBackend(Backend):
                                  % (volume, owners[filename], key, filename))
             owners[filename] = key
         ordered = dict(sorted(snapshot_files.items(), key=lambda item: position[item[1]]))
-        meta = read_json(self._meta_path(volume), 'Metadata file') or {}
+        meta = read_json(self._meta_path(volume), 'Metadata file', ChainError) or {}
         if not isinstance(meta, dict):
             raise ChainError('Volume %s: metadata file is not a JSON object.' % volume)
         return Chain(volume, headers, info, ordered, meta)
@@ -268,8 +268,8 @@ class NfsBackend(Backend):
     def _snapshot_records(self, volume, chain, error):
         if error:
             try:
-                info = read_json(self._info_path(volume), 'Info file')
-            except StorageError:
+                info = read_json(self._info_path(volume), 'Info file', ChainError)
+            except ChainError:
                 info = None
             keys = sorted(k for k in info if k != 'active') if isinstance(info, dict) else []
             return [Snapshot(name=key, volume=volume, backend=self.name, status='error',

@@ -1,0 +1,31 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _require_qemu_tools():
+    # The backend tests use the real tools; `make test` installs them, so their
+    # absence is an error, never a reason to skip.
+    for tool in ('qemu-img', 'qemu-io'):
+        if shutil.which(tool) is None:
+            pytest.fail('%s is not installed; run the tests with `make test`, which installs qemu-utils.' % tool)
+
+
+@pytest.fixture
+def voldir(tmp_path):
+    directory = tmp_path / 'volumes'
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    directory = tmp_path / 'scratch'
+    directory.mkdir()
+    return str(directory)
