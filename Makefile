@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV ?= $(CURDIR)/.venv
 BIN := $(VENV)/bin
 BUILD := $(CURDIR)/.build
-# ansible-test needs the collection at ansible_collections/<namespace>/<name>.
-COLLECTION := $(BUILD)/ansible_collections/stratum/storage
+# ansible-test needs the collection at ansible_collections/<namespace>/<name>, outside
+# this git checkout (inside it, ansible-test would list the checkout's files instead).
+TESTROOT := $(or $(TMPDIR),/tmp)/stratum-storage-$(shell printf %s '$(CURDIR)' | md5sum | cut -c1-10)
+COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast system-deps venv venv-test build install collection-copy sanity units integration lint changelog-lint docs-check clean
+.PHONY: demo test test-fast system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
@@ -46,6 +48,13 @@ install: build
 	$(BIN)/ansible-galaxy collection install --force -p $(BUILD)/collections $(BUILD)/dist/stratum-storage-$(VERSION).tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-doc --json stratum.storage.volume stratum.storage.snapshot stratum.storage.volume_info stratum.storage.snapshot_info > $(BUILD)/doc.json
 
+# ansible-test bootstraps pip into its virtual environments with a script it downloads
+# from a host outside the package registries; give it ours (see tests/utils/pip_bootstrap.py).
+ansible-test-cache: venv-test
+	@version=$$($(BIN)/python -c 'import os, re, ansible_test; p = os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py"); print(re.search(r"pip=.([0-9.]+).", open(p).read()).group(1))'); \
+	cache="$(HOME)/.ansible/test/cache/get_pip_$${version//./_}.py"; \
+	if [ ! -f "$$cache" ]; then mkdir -p "$$(dirname "$$cache")"; cp tests/utils/pip_bootstrap.py "$$cache"; echo "Installed pip bootstrap for ansible-test at $$cache"; fi
+
 collection-copy:
 	rm -rf $(COLLECTION) && mkdir -p $(COLLECTION)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(COLLECTION)
@@ -53,13 +62,13 @@ collection-copy:
 docs-check: install
 	$(BIN)/python tests/utils/check_docs.py $(BUILD)/doc.json
 
-sanity: venv-test collection-copy
+sanity: venv-test ansible-test-cache collection-copy
 	cd $(COLLECTION) && $(BIN)/ansible-test sanity --python $(PYVER) --requirements --color no
 
-units: venv-test collection-copy
+units: venv-test ansible-test-cache collection-copy
 	cd $(COLLECTION) && $(BIN)/ansible-test units --python $(PYVER) --requirements --color no
 
-integration: venv-test collection-copy
+integration: venv-test ansible-test-cache collection-copy
 	cd $(COLLECTION) && $(BIN)/ansible-test integration --python $(PYVER) --local --color no
 
 lint: venv-test install
@@ -69,4 +78,4 @@ changelog-lint: venv-test
 	$(BIN)/antsibull-changelog lint
 
 clean:
-	rm -rf $(BUILD) $(VENV)
+	rm -rf $(BUILD) $(VENV) $(TESTROOT)

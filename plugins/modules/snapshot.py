@@ -46,7 +46,7 @@ seealso:
   - module: stratum.storage.snapshot_info
   - module: stratum.storage.volume
 author:
-  - stratum.storage contributors
+  - stratum.storage maintainers (@stratum-storage)
 '''
 
 EXAMPLES = r'''

@@ -62,7 +62,7 @@ seealso:
   - module: stratum.storage.snapshot
   - module: stratum.storage.volume_info
 author:
-  - stratum.storage contributors
+  - stratum.storage maintainers (@stratum-storage)
 '''
 
 EXAMPLES = r'''

@@ -26,7 +26,7 @@ seealso:
   - module: stratum.storage.volume
   - module: stratum.storage.snapshot_info
 author:
-  - stratum.storage contributors
+  - stratum.storage maintainers (@stratum-storage)
 '''
 
 EXAMPLES = r'''
