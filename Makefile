@@ -13,15 +13,32 @@ COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration lint changelog-lint docs-check clean
+.PHONY: demo test test-fast test-hosts testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
 
-test: test-fast
+test: test-fast test-hosts
+	@echo "All checks passed, on this machine and on the test hosts."
 
 test-fast: system-deps venv-test install docs-check sanity units integration lint changelog-lint
-	@echo "All checks passed."
+	@echo "All checks that need no test host passed."
+
+# Test hosts (tests/testhost/): Debian VMs under QEMU with real LVM, ZFS and NFS.
+HOSTS ?= 1
+TESTHOST := python3 tests/testhost/testhost.py
+
+testhost-build:
+	$(TESTHOST) build
+
+testhost-up:
+	$(TESTHOST) up --hosts $(HOSTS)
+
+testhost-down:
+	$(TESTHOST) down
+
+test-hosts: venv-test install
+	BIN=$(BIN) COLLECTIONS=$(BUILD)/collections tests/testhost/stage.sh
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/ensure-system-packages
