@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: stratum.storage contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test hosts: Debian 12 virtual machines with real LVM, OpenZFS and kernel NFS.
@@ -68,16 +67,16 @@ def log(message: str) -> None:
     print('testhost: %s' % message, flush=True)
 
 
-def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    kwargs.setdefault('check', True)
+def run(argv: list, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run([str(a) for a in argv], **kwargs)
+        return subprocess.run([str(a) for a in argv], check=check, **kwargs)
     except subprocess.CalledProcessError as exc:
         output = ''
         if exc.stderr:
             output = exc.stderr if isinstance(exc.stderr, str) else exc.stderr.decode(errors='replace')
-        raise HarnessError('%s failed with exit code %d%s' % (' '.join(str(a) for a in argv[:3]), exc.returncode,
-                                                               (': ' + output.strip()[-2000:]) if output else ''))
+        detail = (': ' + output.strip()[-2000:]) if output else ''
+        command = ' '.join(str(a) for a in argv[:3])
+        raise HarnessError('%s failed with exit code %d%s' % (command, exc.returncode, detail))
 
 
 def cache_root() -> Path:
@@ -323,7 +322,7 @@ def wait_for_ssh(hosts: list[dict], timeout: float) -> None:
             if not alive(host['pid']):
                 raise HarnessError('%s (pid %d) exited while booting; serial log:\n%s'
                                    % (host['name'], host['pid'], tail(host['serial'])))
-            if subprocess.run(ssh_argv(host['ssh_port']) + ['true'], capture_output=True).returncode == 0:
+            if subprocess.run(ssh_argv(host['ssh_port']) + ['true'], capture_output=True, check=False).returncode == 0:
                 log('%s answers SSH after %.0f s' % (host['name'], time.monotonic() - started))
                 pending.remove(host)
         if pending and time.monotonic() - started > timeout:
@@ -382,11 +381,27 @@ def stop_hosts() -> int:
                     time.sleep(0.5)
                 if alive(pid):
                     raise HarnessError('QEMU pid %d did not stop' % pid)
+    leftovers = our_qemu_pids()
+    if leftovers:
+        raise HarnessError('QEMU processes of this checkout are still running: %s' % leftovers)
     if RUN.exists():
         shutil.rmtree(RUN)
     with contextlib.suppress(FileNotFoundError):
         INVENTORY.unlink()
     return stopped
+
+
+def our_qemu_pids() -> list[int]:
+    """Running QEMU processes whose command line names this checkout's run directory."""
+    found = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / 'cmdline').read_bytes().decode(errors='replace')
+            if 'qemu-system' in cmdline and str(RUN) in cmdline:
+                found.append(int(entry.name))
+    return found
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -421,8 +436,8 @@ def cmd_down(args) -> None:
 def cmd_status(args) -> None:
     hosts = json.loads((RUN / 'hosts.json').read_text()) if (RUN / 'hosts.json').exists() else []
     for host in hosts:
-        print('%s pid %d %s ssh 127.0.0.1:%d' % (host['name'], host['pid'],
-                                               'running' if alive(host['pid']) else 'gone', host['ssh_port']))
+        state = 'running' if alive(host['pid']) else 'gone'
+        print('%s pid %d %s ssh 127.0.0.1:%d' % (host['name'], host['pid'], state, host['ssh_port']))
     print('image %s: %s' % (recipe_hash(), 'cached' if (image_dir() / 'ready').exists() else 'not built'))
 
 
