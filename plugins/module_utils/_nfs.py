@@ -135,8 +135,8 @@ class NfsBackend(Backend):
                                        % (self.directory, source, fstype, share))
                 return []
         if not apply:
-            raise StorageError('NFS share %s is not mounted at %s, and check mode does not mount it.'
-                               % (share, self.directory))
+            raise StorageError('NFS share %s is not mounted at %s, and this run does not mount it (check mode and '
+                               'the info modules never mount).' % (share, self.directory))
         os.makedirs(self.directory, exist_ok=True)
         argv = ['mount', '-t', 'nfs']
         if self.config.get('mount_options'):

@@ -62,7 +62,7 @@ def test_check_mode_never_mounts(tmp_path):
     nfs = backend(tmp_path)
     with mounts(), pytest.raises(StorageError) as err:
         nfs.connect(apply=False)
-    assert 'check mode does not mount' in err.value.message
+    assert 'this run does not mount it' in err.value.message
     assert nfs.runner.commands == [] and not os.path.exists(nfs.directory)
 
 
