@@ -289,6 +289,12 @@ class NfsBackend(Backend):
                 size=image.virtual_size, created=meta.get('created') or iso_utc(image.mtime), parent=parent,
                 details={'file': filename, 'image': os.path.basename(image.path), 'image_format': image.format}))
             parent = name
+        # A delete cut off after the info file dropped the snapshot is still pending.
+        for name, meta in sorted(known.items()):
+            if name not in chain.snapshots and (meta or {}).get('status') == 'pending_delete':
+                records.append(Snapshot(name=name, volume=volume, backend=self.name, status='pending_delete',
+                                        created=meta.get('created'),
+                                        details={'file': meta.get('file'), 'image': None, 'image_format': None}))
         return records
 
     def list_volumes(self, name=None):
@@ -396,26 +402,45 @@ class NfsBackend(Backend):
         self._write_meta(volume, meta)
 
     def delete_snapshot(self, volume, name):
+        """Delete ``name``; every step leaves a chain that validates, so a cut-off run is finished by the next.
+
+        1. mark the snapshot pending_delete in our metadata (with its file);
+        2. commit its overlay into the image below (which then holds the next point in time);
+        3. drop it from the info file (``active`` moves down if the overlay was active);
+        4. rebase the overlay above, if any, onto the image below;
+        5. remove the overlay and the metadata entry.
+        After step 3 the snapshot is listed from the metadata alone, as pending_delete.
+        """
         chain = self.load(volume)
-        overlay = chain.snapshots[name]
-        position = chain.index(overlay)
-        below = chain.files[position - 1]
-        above = chain.files[position + 1] if position + 1 < len(chain.files) else None
         meta = chain.meta
-        entry = meta.setdefault('snapshots', {}).setdefault(name, {})
-        entry['status'] = 'pending_delete'
-        self._write_meta(volume, meta)
-        # Fold the overlay's changes into the image below it, so the image below
-        # now holds what the overlay held; the file above is then re-pointed at it.
-        self._qemu_img('commit', '-q', '-f', 'qcow2', '-d', self._path(overlay))
-        if above is not None:
+        entries = meta.setdefault('snapshots', {})
+        if name in chain.snapshots:
+            overlay = chain.snapshots[name]
+            below = chain.files[chain.index(overlay) - 1]
+            entries[name] = dict(entries.get(name) or {}, status='pending_delete', file=overlay)
+            self._write_meta(volume, meta)
+            self._qemu_img('commit', '-q', '-f', 'qcow2', '-d', self._path(overlay))
+            info = dict(chain.info)
+            del info[name]
+            if info['active'] == overlay:
+                info['active'] = os.path.basename(below.path)
+            self._write_info(volume, info)
+            chain = self.load(volume)
+        else:
+            overlay = (entries.get(name) or {}).get('file')
+            self._check_member(volume, overlay, 'file of snapshot %s being deleted' % name)
+            if overlay == self.base_name(volume):
+                raise ChainError('Volume %s: snapshot %s being deleted names the base file; refused.' % (volume, name))
+        if overlay in chain.names:
+            position = chain.index(overlay)
+            if position + 1 >= len(chain.files):
+                raise ChainError('Volume %s: %s of snapshot %s being deleted is still the active file; refused.'
+                                 % (volume, overlay, name))
+            below = chain.files[position - 1]
+            above = chain.files[position + 1]
             self._qemu_img('rebase', '-q', '-u', '-f', 'qcow2', '-F', below.format,
                            '-b', os.path.basename(below.path), above.path)
-        info = dict(chain.info)
-        del info[name]
-        if info['active'] == overlay:
-            info['active'] = os.path.basename(below.path)
-        self._write_info(volume, info)
-        os.unlink(self._path(overlay))
-        del meta['snapshots'][name]
+        if os.path.lexists(self._path(overlay)):
+            os.unlink(self._path(overlay))
+        del entries[name]
         self._write_meta(volume, meta)

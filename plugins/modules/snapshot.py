@@ -15,8 +15,8 @@ description:
     On O(backend=nfs) a snapshot is taken as Cinder's NFS driver takes it - a new qcow2 overlay
     C(volume-<volume>.<name>) backed by the active file (by a relative name) becomes the active file, and
     C(volume-<volume>.info) maps the snapshot to it. The snapshot's point-in-time content is that overlay's
-    backing file. Deleting it commits the overlay into its backing file, rebases the next overlay up (if any)
-    onto that file, removes the overlay and updates the info file.
+    backing file. Deleting it commits the overlay into its backing file, drops it from the info file, rebases
+    the next overlay up (if any) onto that file and removes the overlay.
   - On O(backend=nfs) the whole backing chain is validated before anything is written. A backing file that is
     absolute, outside the directory or not named by the layout, a loop, or a qcow2 external data file is
     refused and nothing is modified. A volume whose image a running process holds (an attached QEMU) is refused.
