@@ -35,7 +35,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._schema import Sna
 SECTOR = 512
 LOCK_TIMEOUT = 600
 MAX_CHAIN = 1000
-FORMATS = ('raw', 'qcow2')
 RESERVED_SNAPSHOT_NAMES = ('info',)
 _BASE_RE = re.compile(r'^volume-(%s)$' % NAME_PATTERN)
 _INFO_RE = re.compile(r'^volume-(%s)\.info$' % NAME_PATTERN)

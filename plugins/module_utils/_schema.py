@@ -45,9 +45,6 @@ class _Record:
         data.update(values)
         return type(self)(**data)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
-
     def __repr__(self):
         return '%s(%r)' % (type(self).__name__, self.to_dict())
 
