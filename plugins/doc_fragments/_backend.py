@@ -15,7 +15,7 @@ options:
       - Set it once for a play with C(module_defaults) on the action group C(group/stratum.storage.storage).
     type: str
     required: true
-    choices: [nfs]
+    choices: [lvm, nfs, zfs]
 attributes:
   action_group:
     description: Use C(group/stratum.storage.storage) in C(module_defaults) to set the backend once for all modules.

@@ -17,9 +17,23 @@ NFS_OPTIONS = dict(
     mount_options=dict(type='str'),
 )
 
+LVM_OPTIONS = dict(
+    vg=dict(type='str', required=True),
+    thin_pool=dict(type='str'),
+    snapshot_size=dict(type='raw'),
+)
+
+ZFS_OPTIONS = dict(
+    parent=dict(type='str', required=True),
+    properties=dict(type='dict', default={}),
+    sparse=dict(type='bool', default=False),
+)
+
 BACKEND_OPTIONS = {
+    'lvm': dict(type='dict', options=LVM_OPTIONS),
     'nfs': dict(type='dict', options=NFS_OPTIONS,
                 mutually_exclusive=[['share', 'path']], required_one_of=[['share', 'path']]),
+    'zfs': dict(type='dict', options=ZFS_OPTIONS),
 }
 
 STATE = dict(type='str', default='present', choices=['present', 'absent'])

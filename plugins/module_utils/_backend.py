@@ -12,11 +12,29 @@ import abc
 from contextlib import contextmanager
 
 
+class Action:
+    """One backend call of a plan, with the volumes it rewrites or reads (checked first)."""
+
+    def __init__(self, verb, description, rewrites=(), reads=(), **kwargs):
+        self.verb = verb
+        self.description = description
+        self.checks = list(rewrites) + list(reads)
+        self.kwargs = kwargs
+
+    def __repr__(self):
+        return 'Action(%s, %r)' % (self.verb, self.kwargs)
+
+
 class Backend(abc.ABC):
     """Volumes and snapshots on one storage system."""
 
     #: the value of the ``backend`` option that selects this class
     name = None
+    #: the ``format`` values this backend stores
+    formats = ('raw',)
+    #: True when a deleted snapshot may linger as ``pending_delete`` until the storage
+    #: system removes it by itself; deleting it again is then a no-op
+    deferred_delete = False
 
     def __init__(self, runner, config):
         self.runner = runner
@@ -40,8 +58,11 @@ class Backend(abc.ABC):
     # -- reading ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def allocation_unit(self):
-        """Bytes the backend allocates volumes in; sizes are rounded up to it."""
+    def allocation_unit(self, volume=None):
+        """Bytes the backend allocates ``volume`` (a ``Volume`` or None for a new one) in.
+
+        Sizes are rounded up to it before they are compared.
+        """
 
     @abc.abstractmethod
     def list_volumes(self, name=None):
@@ -50,6 +71,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list_snapshots(self, volume=None):
         """Return ``Snapshot`` records in chain order, of one volume or of all."""
+
+    def read_volume(self, name):
+        """Return ``(Volume or None, [Snapshot, ...])`` of one volume from one backend read."""
+        volume = self.get_volume(name)
+        return volume, (self.list_snapshots(name) if volume is not None else [])
 
     def get_volume(self, name):
         found = self.list_volumes(name)
@@ -61,13 +87,24 @@ class Backend(abc.ABC):
                 return snapshot
         return None
 
-    def validate_snapshot_name(self, name):
-        """Refuse names that are valid in general but reserved by this backend."""
+    def validate_volume_name(self, name):
+        """Refuse volume names that are valid in general but not on this backend."""
+
+    def validate_snapshot_name(self, name, volume=None):
+        """Refuse snapshot names that are valid in general but not on this backend."""
+
+    def plan_settings(self, volume):
+        """Return ``(actions, predicted)`` that bring an existing volume to the backend options.
+
+        Settings are what the backend dict asks of every volume besides its size
+        (ZFS properties, an LV that must be active); the default has none.
+        """
+        return [], volume
 
     # -- preflight checks (read only) -------------------------------------------------
 
-    def check_rewritable(self, volume):
-        """Raise unless ``volume`` (a ``Volume``) may be rewritten now."""
+    def check_rewritable(self, volume, verb=None):
+        """Raise unless ``volume`` (a ``Volume``) may be rewritten now by ``verb``."""
 
     # -- changes ----------------------------------------------------------------------
 

@@ -9,38 +9,31 @@ commands only.
 
 from __future__ import annotations
 
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InvalidInputError, StorageError)
+from ansible_collections.stratum.storage.plugins.module_utils._lvm import LvmBackend
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
 from ansible_collections.stratum.storage.plugins.module_utils._nfs import NfsBackend
 from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandRunner
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
+from ansible_collections.stratum.storage.plugins.module_utils._zfs import ZfsBackend
 
-BACKENDS = dict((cls.name, cls) for cls in (NfsBackend,))
+__all__ = ['Action', 'BACKENDS', 'plan_volume', 'plan_snapshot', 'run_module']
+
+BACKENDS = dict((cls.name, cls) for cls in (LvmBackend, NfsBackend, ZfsBackend))
 DEFAULT_FORMAT = 'raw'
-
-
-class Action:
-    """One backend call of a plan, with the volumes it rewrites or reads (checked first)."""
-
-    def __init__(self, verb, description, rewrites=(), reads=(), **kwargs):
-        self.verb = verb
-        self.description = description
-        self.checks = list(rewrites) + list(reads)
-        self.kwargs = kwargs
-
-    def __repr__(self):
-        return 'Action(%s, %r)' % (self.verb, self.kwargs)
 
 
 # -- pure planning ------------------------------------------------------------------------
 
-def plan_volume(desired, current, snapshots, source, source_snapshot, backend, unit):
+def plan_volume(desired, current, snapshots, source, source_snapshot, backend, unit, settings=((), None)):
     """Return ``(actions, predicted)`` for the ``volume`` module.
 
     ``desired`` holds validated parameters (``size`` in bytes or None);
-    ``current``, ``source`` and ``source_snapshot`` are records or None.
+    ``current``, ``source`` and ``source_snapshot`` are records or None;
+    ``settings`` is what ``Backend.plan_settings`` gave for ``current``.
     """
     name = desired['name']
     if desired['state'] == 'absent':
@@ -70,15 +63,16 @@ def plan_volume(desired, current, snapshots, source, source_snapshot, backend, u
     if desired['format'] and desired['format'] != current.details.get('format'):
         raise InvalidInputError('Volume %s has format %s; its format cannot be changed to %s.'
                                 % (name, current.details.get('format'), desired['format']))
+    actions, predicted = list(settings[0]), settings[1] or current
     if size is None:
-        return [], current
+        return actions, predicted
     have = round_up(current.size, unit)
     if size < have:
         raise InvalidInputError('Volume %s is %d bytes; shrinking it to %d bytes is refused.' % (name, have, size))
     if size == have:
-        return [], current
-    return [Action('extend_volume', 'grow volume %s from %d to %d bytes' % (name, have, size),
-                   rewrites=[current], name=name, size=size)], current.replace(size=size)
+        return actions, predicted
+    return actions + [Action('extend_volume', 'grow volume %s from %d to %d bytes' % (name, have, size),
+                             rewrites=[current], name=name, size=size)], predicted.replace(size=size)
 
 
 def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
@@ -108,8 +102,13 @@ def _label(volume, snapshot):
     return 'snapshot %s of volume %s' % (snapshot, volume) if snapshot else 'volume %s' % volume
 
 
-def plan_snapshot(desired, volume, snapshots, backend):
-    """Return ``(actions, predicted)`` for the ``snapshot`` module."""
+def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, settings=((), None)):
+    """Return ``(actions, predicted)`` for the ``snapshot`` module.
+
+    With ``deferred_delete`` a snapshot in ``pending_delete`` counts as deleted:
+    the storage system removes it once nothing depends on it. ``settings`` is
+    what ``Backend.plan_settings`` gave for the existing snapshot.
+    """
     name, volume_name = desired['name'], desired['volume']
     existing = next((s for s in snapshots if s.name == name), None)
     if volume is not None and volume.status == 'error' and (existing is None or desired['state'] == 'absent'):
@@ -118,6 +117,8 @@ def plan_snapshot(desired, volume, snapshots, backend):
     if desired['state'] == 'absent':
         if existing is None:
             return [], None
+        if deferred_delete and existing.status == 'pending_delete':
+            return [], existing
         return [Action('delete_snapshot', 'delete snapshot %s of volume %s' % (name, volume_name),
                        rewrites=[volume], volume=volume_name, name=name)], None
     if volume is None:
@@ -126,7 +127,7 @@ def plan_snapshot(desired, volume, snapshots, backend):
         if existing.status == 'pending_delete':
             raise StorageError('Snapshot %s of volume %s is being deleted; finish that with state=absent first.'
                                % (name, volume_name))
-        return [], existing
+        return list(settings[0]), settings[1] or existing
     predicted = Snapshot(name=name, volume=volume_name, backend=backend, status='available', size=volume.size,
                          parent=snapshots[-1].name if snapshots else None)
     return [Action('create_snapshot', 'take snapshot %s of volume %s' % (name, volume_name),
@@ -152,7 +153,7 @@ def _converge(module, backend, read_and_plan, lock_names):
 def _preflight(backend, actions):
     for action in actions:
         for record in action.checks:
-            backend.check_rewritable(record)
+            backend.check_rewritable(record, action.verb)
 
 
 def _result(module, key, before, after, actions, connected):
@@ -178,23 +179,28 @@ def ensure_volume(module, backend):
             raise InvalidInputError('Volume %s cannot be cloned from itself.' % desired['name'])
     if params['source_snapshot']:
         validate_name(params['source_snapshot'], 'source snapshot')
+    backend.validate_volume_name(desired['name'])
+    if params['format'] and params['format'] not in backend.formats:
+        raise InvalidInputError('The %s backend stores volumes in format %s only, not %s.'
+                                % (backend.name, ' or '.join(backend.formats), params['format']))
     connected = backend.connect(apply=not module.check_mode)
 
     def read_and_plan():
-        current = backend.get_volume(desired['name'])
-        snapshots = backend.list_snapshots(desired['name']) if current is not None else []
+        current, snapshots = backend.read_volume(desired['name'])
         source = source_snapshot = None
         if current is None and desired['source_volume'] and desired['state'] == 'present':
-            source = backend.get_volume(desired['source_volume'])
-            if source is not None and desired['source_snapshot']:
-                source_snapshot = backend.get_snapshot(desired['source_volume'], desired['source_snapshot'])
+            source, source_snapshots = backend.read_volume(desired['source_volume'])
+            source_snapshot = next((s for s in source_snapshots if s.name == desired['source_snapshot']), None)
+        settings = ((), None)
+        if current is not None and desired['state'] == 'present' and current.status != 'error':
+            settings = backend.plan_settings(current)
         actions, predicted = plan_volume(desired, current, snapshots, source, source_snapshot, backend.name,
-                                         backend.allocation_unit())
+                                         backend.allocation_unit(current or source), settings)
         return current, actions, predicted
 
     locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] else [])
     before, actions, predicted = _converge(module, backend, read_and_plan, locks)
-    after = predicted if module.check_mode or not actions else backend.get_volume(desired['name'])
+    after = predicted if module.check_mode or not actions else backend.read_volume(desired['name'])[0]
     return _result(module, 'volume', before, after, actions, connected)
 
 
@@ -203,20 +209,24 @@ def ensure_snapshot(module, backend):
     desired = dict(params)
     validate_name(params['volume'], 'volume')
     validate_name(params['name'], 'snapshot')
-    backend.validate_snapshot_name(params['name'])
+    backend.validate_volume_name(params['volume'])
+    backend.validate_snapshot_name(params['name'], params['volume'])
     connected = backend.connect(apply=not module.check_mode)
 
     def read_and_plan():
-        volume = backend.get_volume(params['volume'])
-        snapshots = backend.list_snapshots(params['volume']) if volume is not None else []
-        actions, predicted = plan_snapshot(desired, volume, snapshots, backend.name)
+        volume, snapshots = backend.read_volume(params['volume'])
         before = next((s for s in snapshots if s.name == params['name']), None)
+        settings = ((), None)
+        if before is not None and params['state'] == 'present' and before.status == 'available':
+            settings = backend.plan_settings(before)
+        actions, predicted = plan_snapshot(desired, volume, snapshots, backend.name, backend.deferred_delete,
+                                           settings)
         return before, actions, predicted
 
     before, actions, predicted = _converge(module, backend, read_and_plan, [params['volume']])
     after = predicted
     if actions and not module.check_mode:
-        after = backend.get_snapshot(params['volume'], params['name'])
+        after = next((s for s in backend.read_volume(params['volume'])[1] if s.name == params['name']), None)
     return _result(module, 'snapshot', before, after, actions, connected)
 
 

@@ -87,6 +87,7 @@ class Chain:
 
 class NfsBackend(Backend):
     name = 'nfs'
+    formats = ('raw', 'qcow2')
 
     def __init__(self, runner, config):
         super().__init__(runner, config)
@@ -151,10 +152,10 @@ class NfsBackend(Backend):
 
     # -- reading ----------------------------------------------------------------------
 
-    def allocation_unit(self):
+    def allocation_unit(self, volume=None):
         return SECTOR
 
-    def validate_snapshot_name(self, name):
+    def validate_snapshot_name(self, name, volume=None):
         if name in RESERVED_SNAPSHOT_NAMES:
             raise InvalidInputError('Snapshot name %r is reserved by the NFS layout (volume-<name>.%s is the info file).'
                                     % (name, name))
@@ -306,6 +307,12 @@ class NfsBackend(Backend):
             records.append(self._volume_record(volume, chain, error))
         return records
 
+    def read_volume(self, name):
+        if not self._exists(name):
+            return None, []
+        chain, error = self._load_or_error(name)
+        return self._volume_record(name, chain, error), self._snapshot_records(name, chain, error)
+
     def list_snapshots(self, volume=None):
         names = [volume] if volume is not None else self._volume_names()
         records = []
@@ -316,7 +323,7 @@ class NfsBackend(Backend):
             records.extend(self._snapshot_records(name, chain, error))
         return records
 
-    def check_rewritable(self, volume):
+    def check_rewritable(self, volume, verb=None):
         if volume.status == 'error':
             raise ChainError(volume.details['reason'])
         active = self._path(volume.details['active_file'])

@@ -22,6 +22,12 @@ description:
     refused and nothing is modified. A volume whose image a running process holds (an attached QEMU) is refused.
   - While a delete runs, the snapshot lists with status V(pending_delete); an interrupted delete is finished by
     running O(state=absent) again.
+  - On O(backend=lvm) a thick volume gets a COW snapshot of O(lvm.snapshot_size) and a thin volume a thin
+    snapshot. Both are created active (thin snapshots with the activation skip flag off), so RV(snapshot.details.path)
+    is a readable block device. A COW snapshot that overflowed lists with status V(error) and the reason; a snapshot
+    merging into its origin lists as V(pending_delete).
+  - On O(backend=zfs) a snapshot is C(<parent>/<volume>@<name>). One that clones or holds depend on is deleted with
+    C(zfs destroy -d) and lists as V(pending_delete) until ZFS removes it; deleting it again is a no-op.
 options:
   volume:
     description: Name of the volume.
@@ -41,7 +47,9 @@ options:
 extends_documentation_fragment:
   - stratum.storage._backend
   - stratum.storage._backend.CHANGES
+  - stratum.storage._lvm
   - stratum.storage._nfs
+  - stratum.storage._zfs
 seealso:
   - module: stratum.storage.snapshot_info
   - module: stratum.storage.volume
@@ -65,6 +73,24 @@ EXAMPLES = r'''
       path: /srv/volumes
     volume: db01-data
     name: nightly-2026-11-01
+    state: absent
+
+- name: Snapshot a thin LV; the snapshot is active and readable at its device path
+  stratum.storage.snapshot:
+    backend: lvm
+    lvm:
+      vg: vg0
+      thin_pool: pool0
+    volume: db01-data
+    name: before-upgrade
+
+- name: Delete a zvol snapshot; if a clone depends on it, ZFS removes it when the clone goes
+  stratum.storage.snapshot:
+    backend: zfs
+    zfs:
+      parent: tank/volumes
+    volume: db01-data
+    name: before-upgrade
     state: absent
 '''
 
@@ -106,6 +132,7 @@ snapshot:
         - When the snapshot was taken, ISO 8601 UTC.
         - For a snapshot this collection did not take (for example one Cinder took), the modification time of
           its point-in-time image, which stops changing when the snapshot is taken.
+        - On O(backend=zfs) the snapshot's C(creation) property.
       type: str
       returned: success
       sample: "2026-11-21T23:05:07Z"
@@ -119,6 +146,11 @@ snapshot:
         - What only this backend has. On O(backend=nfs) - C(file) (the overlay the info file maps the snapshot to),
           C(image) (its backing file, which holds the point-in-time content) and C(image_format); C(reason) when
           RV(snapshot.status) is V(error).
+        - On O(backend=lvm) - C(lv) (C(vg/lv)), C(path) (the block device), C(uuid), C(active), C(type) (C(cow) or
+          C(thin)), C(usage_percent), C(cow_size) for a COW snapshot, and C(reason) when the status is V(error) or
+          V(pending_delete).
+        - On O(backend=zfs) - C(dataset), C(guid), C(createtxg), C(used), C(referenced), C(clones) (datasets cloned
+          from it) and C(holds) (the number of user holds).
       type: dict
       returned: success
       sample: {"file": "volume-db01-data.nightly-2026-11-21", "image": "volume-db01-data", "image_format": "raw"}

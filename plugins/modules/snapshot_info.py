@@ -20,7 +20,9 @@ options:
 extends_documentation_fragment:
   - stratum.storage._backend
   - stratum.storage._backend.INFO
+  - stratum.storage._lvm
   - stratum.storage._nfs
+  - stratum.storage._zfs
 seealso:
   - module: stratum.storage.snapshot
   - module: stratum.storage.volume_info

@@ -17,6 +17,11 @@ description:
   - On O(backend=nfs) a volume is the file C(volume-<name>) and the qcow2 overlays of its snapshots; growing a
     volume that has snapshots grows its active overlay. A running process that holds the image lock (an attached
     QEMU) makes every change that rewrites the chain fail before it starts.
+  - On O(backend=lvm) a volume is a thick LV, or a thin LV when O(lvm.thin_pool) is set, and RV(volume.details.path)
+    is its block device. A thick volume that has snapshots cannot be grown (LVM grows a thick origin only while it is
+    inactive). An inactive volume is activated.
+  - On O(backend=zfs) a volume is a zvol; O(zfs.properties) are set on it, and RV(volume.details.path) is its
+    C(/dev/zvol) device.
 options:
   name:
     description: Name of the volume; 1 to 128 letters, digits, C(_) or C(-), starting with a letter or digit.
@@ -31,13 +36,16 @@ options:
     description:
       - Size in bytes (an integer), or a string with a binary unit C(K), C(M), C(G), C(T) or C(P), optionally
         followed by C(iB) or C(B); C(10G), C(10GB) and C(10GiB) all mean 10 x 1024^3 bytes.
-      - Rounded up to what the backend allocates in (512 bytes on O(backend=nfs)) before comparing.
+      - Rounded up to what the backend allocates in before comparing - 512 bytes on O(backend=nfs), the extent size
+        on O(backend=lvm), the volblocksize on O(backend=zfs) - so C(64M), C(64MiB) and 16 extents of 4 MiB are the
+        same size.
       - Required to create a volume unless O(source_volume) is given; a clone defaults to its source's size.
     type: raw
   format:
     description:
       - Image format of a new volume's base file on O(backend=nfs). Cinder's default is C(raw); snapshots work
         on either.
+      - O(backend=lvm) and O(backend=zfs) store raw block devices only; C(qcow2) is refused there.
       - Defaults to C(raw) on creation. For an existing volume it is only compared; a different format is an
         error.
     type: str
@@ -46,6 +54,11 @@ options:
     description:
       - Create the volume as an independent full copy of this volume (or of O(source_snapshot) of it).
       - Used only when the volume does not exist yet. The copy is recorded in RV(volume.origin).
+      - On O(backend=lvm) a thin source gives a thin snapshot made writable (no data is copied); a thick source is
+        copied with C(dd) into a new LV, which lists with status C(creating) until the copy is complete.
+      - On O(backend=zfs) the volume is a C(zfs clone) of the snapshot. Without O(source_snapshot) a snapshot named
+        C(clone-<name>) of the source is taken first; like every snapshot a clone depends on, it can only be
+        deleted as a deferred destroy while the clone exists.
     type: str
   source_snapshot:
     description: Copy this snapshot of O(source_volume) instead of its current content.
@@ -57,7 +70,9 @@ options:
 extends_documentation_fragment:
   - stratum.storage._backend
   - stratum.storage._backend.CHANGES
+  - stratum.storage._lvm
   - stratum.storage._nfs
+  - stratum.storage._zfs
 seealso:
   - module: stratum.storage.snapshot
   - module: stratum.storage.volume_info
@@ -98,6 +113,27 @@ EXAMPLES = r'''
         name: db01-restore-test
         state: absent
         force: true
+
+- name: A 64 MiB thin LV; 64M, 64MiB and 16 extents of 4 MiB are the same size, so a second run changes nothing
+  stratum.storage.volume:
+    backend: lvm
+    lvm:
+      vg: vg0
+      thin_pool: pool0
+    name: web01-cache
+    size: 64M
+
+- name: A sparse zvol with lz4 compression, cloned from a snapshot of another zvol
+  stratum.storage.volume:
+    backend: zfs
+    zfs:
+      parent: tank/volumes
+      sparse: true
+      properties:
+        compression: lz4
+    name: db01-clone
+    source_volume: db01-data
+    source_snapshot: before-upgrade
 '''
 
 RETURN = r'''
@@ -143,6 +179,11 @@ volume:
         - What only this backend has. On O(backend=nfs) - C(directory), C(base_file), C(active_file), C(format),
           C(active_format), C(files) (the chain from base to active) and C(info_file); C(reason) when
           RV(volume.status) is V(error).
+        - On O(backend=lvm) - C(lv) (C(vg/lv)), C(path) (the block device), C(uuid), C(active), C(type) (C(thick)
+          or C(thin)), C(thin_pool) and C(format) (always C(raw)).
+        - On O(backend=zfs) - C(dataset), C(path) (the C(/dev/zvol) device), C(guid), C(volblocksize), C(used),
+          C(referenced), C(sparse), C(format) (always C(raw)) and C(properties) (the values of O(zfs.properties)
+          as ZFS reports them).
       type: dict
       returned: success
       sample: {"directory": "/srv/volumes", "base_file": "volume-db01-data", "active_file": "volume-db01-data",

@@ -21,7 +21,9 @@ options:
 extends_documentation_fragment:
   - stratum.storage._backend
   - stratum.storage._backend.INFO
+  - stratum.storage._lvm
   - stratum.storage._nfs
+  - stratum.storage._zfs
 seealso:
   - module: stratum.storage.volume
   - module: stratum.storage.snapshot_info

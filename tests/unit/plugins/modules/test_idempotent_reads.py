@@ -18,8 +18,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._schema import Sna
 from ansible_collections.stratum.storage.plugins.modules import snapshot, volume
 from ansible_collections.stratum.storage.tests.unit.helpers import run_module
 
-READ_VERBS = {'connect', 'allocation_unit', 'list_volumes', 'list_snapshots', 'get_volume', 'get_snapshot',
-              'validate_snapshot_name', 'check_rewritable', 'lock'}
+READ_VERBS = {'connect', 'allocation_unit', 'read_volume', 'list_volumes', 'list_snapshots',
+              'validate_volume_name', 'validate_snapshot_name', 'plan_settings', 'check_rewritable', 'lock'}
 
 VOL = Volume(name='v', backend='nfs', status='available', size=1 << 20,
              details={'format': 'raw', 'active_file': 'volume-v.s1', 'active_format': 'qcow2'})
@@ -30,6 +30,8 @@ class RecordingBackend:
     """Answers reads from canned state and records every call."""
 
     name = 'nfs'
+    formats = ('raw', 'qcow2')
+    deferred_delete = False
 
     def __init__(self, runner, config, volumes=(), snapshots=()):
         self.calls = []
@@ -43,12 +45,11 @@ class RecordingBackend:
                 return []
             if verb == 'allocation_unit':
                 return 512
-            if verb == 'get_volume':
-                return next((v for v in self.volumes if v.name == args[0]), None)
-            if verb == 'list_snapshots':
-                return [s for s in self.snapshots if s.volume == args[0]]
-            if verb == 'get_snapshot':
-                return next((s for s in self.snapshots if (s.volume, s.name) == args), None)
+            if verb == 'read_volume':
+                found = next((v for v in self.volumes if v.name == args[0]), None)
+                return found, [s for s in self.snapshots if s.volume == args[0]] if found else []
+            if verb == 'plan_settings':
+                return [], args[0]
             if verb == 'lock':
                 return mock.MagicMock()
             return None
@@ -58,27 +59,27 @@ class RecordingBackend:
 CASES = [
     # id, module, args, check, volumes, snapshots, expected calls
     ('snapshot-present-noop', snapshot, dict(volume='v', name='s1'), False, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'plan_settings']),
     ('snapshot-present-noop-check', snapshot, dict(volume='v', name='s1'), True, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'plan_settings']),
     ('snapshot-absent-noop', snapshot, dict(volume='v', name='s9', state='absent'), False, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume']),
     ('volume-present-noop', volume, dict(name='v', size='1M'), False, [VOL], [SNAP],
-     ['connect', 'get_volume', 'list_snapshots', 'allocation_unit']),
+     ['validate_volume_name', 'connect', 'read_volume', 'plan_settings', 'allocation_unit']),
     ('snapshot-create-check', snapshot, dict(volume='v', name='s2'), True, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots', 'check_rewritable']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'check_rewritable']),
     ('snapshot-create', snapshot, dict(volume='v', name='s2'), False, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots', 'lock', 'get_volume', 'list_snapshots',
-      'check_rewritable', 'create_snapshot', 'get_snapshot']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'lock', 'read_volume',
+      'check_rewritable', 'create_snapshot', 'read_volume']),
     ('snapshot-delete-check', snapshot, dict(volume='v', name='s1', state='absent'), True, [VOL], [SNAP],
-     ['validate_snapshot_name', 'connect', 'get_volume', 'list_snapshots', 'check_rewritable']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'check_rewritable']),
     ('volume-grow-check', volume, dict(name='v', size='2M'), True, [VOL], [SNAP],
-     ['connect', 'get_volume', 'list_snapshots', 'allocation_unit', 'check_rewritable']),
+     ['validate_volume_name', 'connect', 'read_volume', 'plan_settings', 'allocation_unit', 'check_rewritable']),
     ('volume-create-check', volume, dict(name='n', size='2M'), True, [VOL], [],
-     ['connect', 'get_volume', 'allocation_unit']),
+     ['validate_volume_name', 'connect', 'read_volume', 'allocation_unit']),
     ('volume-create', volume, dict(name='n', size='2M'), False, [], [],
-     ['connect', 'get_volume', 'allocation_unit', 'lock', 'get_volume', 'allocation_unit', 'create_volume',
-      'get_volume']),
+     ['validate_volume_name', 'connect', 'read_volume', 'allocation_unit', 'lock', 'read_volume', 'allocation_unit',
+      'create_volume', 'read_volume']),
 ]
 
 

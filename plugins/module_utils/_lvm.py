@@ -1,0 +1,389 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The LVM backend: thick and thin logical volumes, COW and thin snapshots.
+
+Naming, in volume group ``vg``:
+
+- volume ``V`` is the LV ``volume-V``;
+- snapshot ``S`` of volume ``V`` is the LV ``volume-V.S``.
+
+Volume and snapshot names never contain ``.``, so a volume LV has none and a
+snapshot LV has exactly one, and the split is unambiguous. The names are only
+where things are created; what a listing reports comes from our LV tags:
+
+- ``stratum_volume=V`` on every LV we manage;
+- ``stratum_snapshot=S`` on a snapshot;
+- ``stratum_created=<UTC time>`` when it was made (orders the snapshots);
+- ``stratum_origin=V`` and ``stratum_origin_snapshot=S`` on a clone;
+- ``stratum_status=creating`` while a clone is being copied.
+
+LVs without a ``stratum_volume`` tag are not listed and never changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Backend
+from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
+from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
+
+TAG = 'stratum_'
+VOLUME_PREFIX = 'volume-'
+LVS_FIELDS = ('lv_name', 'lv_size', 'lv_attr', 'lv_tags', 'lv_uuid', 'segtype', 'origin', 'origin_size', 'pool_lv',
+              'data_percent', 'snap_percent', 'lv_active', 'lv_snapshot_invalid', 'lv_merging', 'vg_extent_size')
+VG_NAME_RE = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
+# Substrings LVM keeps for its own hidden LVs; an LV name containing one is refused by LVM.
+RESERVED_SUBSTRINGS = ('_cdata', '_cmeta', '_corig', '_cpool', '_cvol', '_mimage', '_mlog', '_pmspare', '_rimage',
+                       '_rmeta', '_tdata', '_tmeta', '_vdata', '_vdo', '_vorigin', '_wcorig')
+DM_NAME_MAX = 127
+PERCENT_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*%\s*$')
+TIME_FORMAT = '%Y%m%dT%H%M%S.%fZ'
+
+
+def volume_lv(volume):
+    return VOLUME_PREFIX + volume
+
+
+def snapshot_lv(volume, snapshot):
+    return '%s%s.%s' % (VOLUME_PREFIX, volume, snapshot)
+
+
+def parse_tags(text):
+    """Return our tags of an ``lv_tags`` value as a dict (``stratum_x=y`` -> ``{'x': 'y'}``)."""
+    tags = {}
+    for tag in (text or '').split(','):
+        if tag.startswith(TAG) and '=' in tag:
+            key, value = tag[len(TAG):].split('=', 1)
+            tags[key] = value
+    return tags
+
+
+def _created(tags):
+    try:
+        moment = datetime.datetime.strptime(tags.get('created', ''), TIME_FORMAT)
+    except ValueError:
+        return None
+    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _flag(value):
+    return str(value).strip() in ('1', 'active')
+
+
+def _percent(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class Scan:
+    """One ``lvs`` listing of the volume group, indexed for the records built from it."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.by_name = dict((row['lv_name'], row) for row in rows)
+        self.extent_size = int(rows[0]['vg_extent_size']) if rows else None
+
+    def ours(self):
+        for row in self.rows:
+            tags = parse_tags(row.get('lv_tags'))
+            if 'volume' in tags:
+                yield row, tags
+
+
+class LvmBackend(Backend):
+    name = 'lvm'
+    deferred_delete = True  # a merging snapshot is consumed by LVM when the merge ends
+
+    def __init__(self, runner, config):
+        super().__init__(runner, config)
+        self.vg = config.get('vg')
+        self.thin_pool = config.get('thin_pool')
+        self._extent_size = None
+
+    # -- configuration ------------------------------------------------------------------
+
+    def connect(self, apply):
+        for what, value in (('volume group', self.vg), ('thin pool', self.thin_pool)):
+            if value is not None and (not VG_NAME_RE.match(value) or value in ('.', '..')):
+                raise InvalidInputError('LVM %s name %r is invalid: use letters, digits and "+_.-", not starting '
+                                        'with "-".' % (what, value))
+        self.snapshot_request(1)  # validates lvm.snapshot_size before anything runs
+        return []
+
+    def snapshot_request(self, origin_size):
+        """Bytes of COW space that ``lvm.snapshot_size`` asks for, for an origin of ``origin_size``."""
+        value = self.config.get('snapshot_size')
+        if value is None:
+            return None
+        if isinstance(value, str) and '%' in value:
+            match = PERCENT_RE.match(value)
+            if not match or not 0 < float(match.group(1)):
+                raise InvalidInputError('lvm.snapshot_size %r is not a percentage of the origin such as 25%%.'
+                                        % (value,))
+            return int(-(-origin_size * float(match.group(1)) // 100))
+        return parse_size(value, 'lvm.snapshot_size')
+
+    def _check_lv_name(self, lv, what):
+        for reserved in RESERVED_SUBSTRINGS:
+            if reserved in lv:
+                raise InvalidInputError('%s cannot be used on LVM: its LV name %s contains %s, which LVM reserves '
+                                        'for internal volumes.' % (what, lv, reserved))
+        dm_name = '%s-%s-cow' % ((self.vg or '').replace('-', '--'), lv.replace('-', '--'))
+        if len(dm_name) > DM_NAME_MAX:
+            raise InvalidInputError('%s is too long for LVM: its device-mapper name %s would be %d characters, '
+                                    'more than %d.' % (what, dm_name, len(dm_name), DM_NAME_MAX))
+
+    def validate_volume_name(self, name):
+        self._check_lv_name(volume_lv(name), 'Volume name %r' % name)
+
+    def validate_snapshot_name(self, name, volume=None):
+        self._check_lv_name(snapshot_lv(volume or '', name), 'Snapshot name %r' % name)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _lv(self, lv):
+        return '%s/%s' % (self.vg, lv)
+
+    def scan(self):
+        """Run the one listing command and return a ``Scan``."""
+        result = self.runner.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '--binary',
+                                  '-o', ','.join(LVS_FIELDS), self.vg],
+                                 error='LVM volume group %s cannot be listed' % self.vg)
+        try:
+            report = json.loads(result.stdout)
+            rows = [row for part in report['report'] for row in part.get('lv', [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError('The output of lvs for volume group %s is not the expected JSON report: %s.'
+                               % (self.vg, exc))
+        scan = Scan(rows)
+        if scan.extent_size:
+            self._extent_size = scan.extent_size
+        if self.thin_pool is not None:
+            pool = scan.by_name.get(self.thin_pool)
+            if pool is None or pool.get('segtype') != 'thin-pool':
+                raise StorageError('Thin pool %s does not exist in volume group %s.' % (self.thin_pool, self.vg))
+        return scan
+
+    def allocation_unit(self, volume=None):
+        if self._extent_size is None:
+            result = self.runner.run(['vgs', '--reportformat', 'json', '--units', 'b', '--nosuffix',
+                                      '-o', 'vg_extent_size', self.vg],
+                                     error='LVM volume group %s cannot be read' % self.vg)
+            try:
+                self._extent_size = int(json.loads(result.stdout)['report'][0]['vg'][0]['vg_extent_size'])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise StorageError('The output of vgs for volume group %s is not the expected JSON report: %s.'
+                                   % (self.vg, exc))
+        return self._extent_size
+
+    def _details(self, row):
+        active = _flag(row.get('lv_active'))
+        return {
+            'lv': self._lv(row['lv_name']),
+            'path': '/dev/%s/%s' % (self.vg, row['lv_name']),
+            'uuid': row.get('lv_uuid'),
+            'active': active,
+            'format': 'raw',
+        }
+
+    def _volume_record(self, row, tags):
+        details = self._details(row)
+        thin = row.get('segtype') == 'thin'
+        details.update(type='thin' if thin else 'thick', thin_pool=row.get('pool_lv') or None)
+        origin = None
+        if tags.get('origin'):
+            origin = {'volume': tags['origin'], 'snapshot': tags.get('origin_snapshot')}
+        status = 'available'
+        if tags.get('status') == 'creating':
+            status = 'creating'
+        elif row['lv_name'] != volume_lv(tags['volume']) or 'snapshot' in tags:
+            status = 'error'
+            details['reason'] = ('LV %s carries the tag of volume %s but is not named %s.'
+                                 % (details['lv'], tags['volume'], volume_lv(tags['volume'])))
+        return Volume(name=tags['volume'], backend=self.name, status=status, size=int(row['lv_size']),
+                      created=_created(tags), origin=origin, details=details)
+
+    def _snapshot_record(self, row, tags, parent):
+        details = self._details(row)
+        status = 'available'
+        origin_lv = volume_lv(tags['volume'])
+        if row.get('segtype') == 'thin':
+            details.update(type='thin', usage_percent=_percent(row.get('data_percent')))
+            size = int(row['lv_size'])
+        else:
+            details.update(type='cow', cow_size=int(row['lv_size']), usage_percent=_percent(row.get('snap_percent')))
+            size = int(row['origin_size'] or 0) or None
+        if row.get('origin') != origin_lv or row['lv_name'] != snapshot_lv(tags['volume'], tags['snapshot']):
+            status = 'error'
+            details['reason'] = ('LV %s carries the tags of snapshot %s of volume %s but is not LVM snapshot %s of %s.'
+                                 % (details['lv'], tags['snapshot'], tags['volume'],
+                                    snapshot_lv(tags['volume'], tags['snapshot']), self._lv(origin_lv)))
+        elif _flag(row.get('lv_snapshot_invalid')) or row.get('lv_attr', '     ')[4:5] == 'I':
+            status = 'error'
+            details['reason'] = ('COW snapshot %s overflowed: its %s-byte exception store filled up, so it no '
+                                 'longer holds the point in time; delete it.' % (details['lv'], row['lv_size']))
+        elif _flag(row.get('lv_merging')):
+            status = 'pending_delete'
+            details['reason'] = 'LV %s is merging into its origin; LVM removes it when the merge ends.' % details['lv']
+        return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
+                        created=_created(tags), parent=parent, details=details)
+
+    def _records(self, scan, name=None):
+        volumes, snapshots = [], {}
+        for row, tags in scan.ours():
+            if name is not None and tags['volume'] != name:
+                continue
+            if 'snapshot' in tags:
+                snapshots.setdefault(tags['volume'], []).append((tags.get('created', ''), tags['snapshot'], row, tags))
+            else:
+                volumes.append(self._volume_record(row, tags))
+        records = {}
+        for volume, found in snapshots.items():
+            parent, chain = None, []
+            for _created_at, snap, row, tags in sorted(found, key=lambda item: item[:2]):
+                chain.append(self._snapshot_record(row, tags, parent))
+                parent = snap
+            records[volume] = chain
+        return sorted(volumes, key=lambda v: v.name), records
+
+    def read_volume(self, name):
+        volumes, snapshots = self._records(self.scan(), name)
+        if not volumes:
+            return None, []
+        return volumes[0], snapshots.get(name, [])
+
+    def list_volumes(self, name=None):
+        return self._records(self.scan(), name)[0]
+
+    def list_snapshots(self, volume=None):
+        volumes, snapshots = self._records(self.scan(), volume)
+        return [snap for key in sorted(snapshots) for snap in snapshots[key]]
+
+    def plan_settings(self, record):
+        if record.details.get('active') is False:
+            lv = record.details['lv']
+            return ([Action('activate', 'activate LV %s so that %s exists' % (lv, record.details['path']), lv=lv)],
+                    record.replace(details=dict(record.details, active=True)))
+        return [], record
+
+    def check_rewritable(self, volume, verb=None):
+        if verb != 'extend_volume' or volume.details.get('type') != 'thick':
+            return
+        lv = volume_lv(volume.name)
+        cow = sorted(row['lv_name'] for row in self.scan().rows
+                     if row.get('origin') == lv and row.get('segtype') == 'snapshot')
+        if cow:
+            raise StorageError('Volume %s has COW snapshots (%s); LVM grows a thick origin only while it is '
+                               'inactive, so delete the snapshots first.' % (volume.name, ', '.join(cow)))
+
+    # -- changes ------------------------------------------------------------------------
+
+    def _tags(self, **tags):
+        argv = []
+        for key, value in sorted(tags.items()):
+            if value is not None:
+                argv += ['--addtag', '%s%s=%s' % (TAG, key, value)]
+        return argv
+
+    @staticmethod
+    def _now():
+        return datetime.datetime.now(tz=datetime.timezone.utc).strftime(TIME_FORMAT)
+
+    def _refuse_foreign(self, scan, lv):
+        if lv in scan.by_name:
+            raise StorageError('LV %s already exists and is not managed by stratum.storage; it is left untouched.'
+                               % self._lv(lv))
+
+    def _create(self, name, size, extra_tags):
+        lv = volume_lv(name)
+        tags = self._tags(volume=name, created=self._now(), **extra_tags)
+        if self.thin_pool:
+            argv = ['lvcreate', '--yes', '-V', '%db' % size, '-T', self._lv(self.thin_pool), '-n', lv]
+        else:
+            argv = ['lvcreate', '--yes', '-L', '%db' % size, '-n', lv]
+        self.runner.run(argv + tags + ([] if self.thin_pool else [self.vg]),
+                        error='Creating LV %s failed' % self._lv(lv))
+        return lv
+
+    def create_volume(self, name, size, fmt):
+        self._refuse_foreign(self.scan(), volume_lv(name))
+        self._create(name, size, {})
+
+    def clone_volume(self, name, source, snapshot, size, fmt):
+        scan = self.scan()
+        lv = volume_lv(name)
+        self._refuse_foreign(scan, lv)
+        source_lv = snapshot_lv(source, snapshot) if snapshot else volume_lv(source)
+        row = scan.by_name[source_lv]
+        origin_tags = dict(origin=source, origin_snapshot=snapshot)
+        if row.get('segtype') == 'thin':
+            # A thin snapshot that is writable and activated is a complete clone.
+            self.runner.run(['lvcreate', '--yes', '-s', '-kn', '-n', lv]
+                            + self._tags(volume=name, created=self._now(), **origin_tags) + [self._lv(source_lv)],
+                            error='Cloning LV %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
+            if size > int(row['lv_size']):
+                self.extend_volume(name, size)
+            return
+        self._create(name, size, dict(origin_tags, status='creating'))
+        self.runner.run(['dd', 'if=/dev/%s/%s' % (self.vg, source_lv), 'of=/dev/%s/%s' % (self.vg, lv), 'bs=1M',
+                         'count=%d' % int(row['origin_size'] if snapshot and row.get('segtype') == 'snapshot'
+                                          else row['lv_size']),
+                         'iflag=count_bytes', 'conv=fsync', 'status=none'],
+                        error='Copying %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
+        self.runner.run(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
+                        error='Marking LV %s complete failed' % self._lv(lv))
+
+    def extend_volume(self, name, size):
+        self.runner.run(['lvextend', '--yes', '-L', '%db' % size, self._lv(volume_lv(name))],
+                        error='Growing LV %s failed' % self._lv(volume_lv(name)))
+
+    def delete_volume(self, name):
+        scan = self.scan()
+        lv = volume_lv(name)
+        ours = [row['lv_name'] for row, tags in scan.ours() if tags['volume'] == name and 'snapshot' in tags]
+        foreign = sorted(row['lv_name'] for row in scan.rows
+                         if row.get('origin') == lv and row['lv_name'] not in ours
+                         and row.get('segtype') == 'snapshot')
+        if foreign:
+            raise StorageError('LV %s has COW snapshots not managed by stratum.storage (%s); remove them first.'
+                               % (self._lv(lv), ', '.join(foreign)))
+        if ours:
+            self.runner.run(['lvremove', '--yes'] + [self._lv(snap) for snap in sorted(ours)],
+                            error='Removing the snapshots of volume %s failed' % name)
+        self.runner.run(['lvremove', '--yes', self._lv(lv)], error='Removing LV %s failed' % self._lv(lv))
+
+    def create_snapshot(self, volume, name):
+        scan = self.scan()
+        lv = snapshot_lv(volume, name)
+        self._refuse_foreign(scan, lv)
+        origin = scan.by_name[volume_lv(volume)]
+        argv = ['lvcreate', '--yes', '-s', '-n', lv]
+        if origin.get('segtype') == 'thin':
+            argv += ['-kn']  # thin snapshots skip activation unless told otherwise
+        else:
+            argv += ['-L', '%db' % self._cow_size(int(origin['lv_size']))]
+        self.runner.run(argv + self._tags(volume=volume, snapshot=name, created=self._now())
+                        + [self._lv(volume_lv(volume))],
+                        error='Creating snapshot LV %s failed' % self._lv(lv))
+
+    def _cow_size(self, origin_size):
+        extent = self.allocation_unit()
+        wanted = self.snapshot_request(origin_size)
+        if wanted is None or wanted >= origin_size:
+            # Ask for more than the origin: lvcreate reduces it to the largest usable size,
+            # which holds a full rewrite of the origin plus the exception store's own metadata.
+            wanted = origin_size + origin_size // 64 + 2 * extent
+        return round_up(wanted, extent)
+
+    def delete_snapshot(self, volume, name):
+        lv = self._lv(snapshot_lv(volume, name))
+        self.runner.run(['lvremove', '--yes', lv], error='Removing snapshot LV %s failed' % lv)
+
+    def activate(self, lv):
+        self.runner.run(['lvchange', '-ay', '-K', lv], error='Activating LV %s failed' % lv)

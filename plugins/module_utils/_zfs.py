@@ -1,0 +1,308 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ZFS backend: zvols under one parent dataset, their snapshots and clones.
+
+Volume ``V`` is the zvol ``<parent>/V``; its snapshot ``S`` is ``<parent>/V@S``.
+One ``zfs list -H -p`` call lists every zvol directly under ``parent`` and every
+snapshot of them, with all the columns the records need. Our own metadata is in
+user properties named ``stratum:*``; ``stratum:status=inbound`` marks data that
+is still arriving.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Backend
+from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
+from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
+
+STATUS_PROPERTY = 'stratum:status'
+CLONE_SNAPSHOT_PREFIX = 'clone-'
+COLUMNS = ('name', 'type', 'guid', 'volsize', 'volblocksize', 'used', 'referenced', 'origin', 'createtxg',
+           'creation', 'defer_destroy', 'userrefs', 'clones', 'receive_resume_token', 'refreservation',
+           STATUS_PROPERTY)
+#: properties that ZFS fixes when a zvol is created
+CREATE_ONLY = ('volblocksize', 'encryption', 'keyformat', 'pbkdf2iters')
+#: properties whose parsable value is bytes; a desired value such as 16K is compared as bytes
+SIZE_PROPERTIES = ('volblocksize', 'refreservation', 'reservation', 'quota', 'refquota', 'recordsize',
+                   'special_small_blocks')
+#: properties the module manages itself
+OWN_PROPERTIES = ('volsize', 'origin', STATUS_PROPERTY)
+DEFAULT_VOLBLOCKSIZE = 16384
+DATASET_MAX = 255
+DATASET_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$')
+PROPERTY_RE = re.compile(r'^[a-z][a-z0-9_.:-]*$')
+
+
+def property_value(name, value):
+    """Return a desired property value in the form ``zfs list -p`` prints it."""
+    if isinstance(value, bool):
+        return 'on' if value else 'off'
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str) or not value or any(c in value for c in '\t\n\r\0'):
+        raise InvalidInputError('ZFS property %s has value %r; give a string or a number.' % (name, value))
+    if name in SIZE_PROPERTIES and value not in ('none', 'auto'):
+        return str(parse_size(value, 'ZFS property %s' % name))
+    return value
+
+
+class ZfsBackend(Backend):
+    name = 'zfs'
+    deferred_delete = True  # zfs destroy -d: ZFS removes the snapshot when its last clone or hold goes
+
+    def __init__(self, runner, config):
+        super().__init__(runner, config)
+        self.parent = config.get('parent')
+        self.sparse = bool(config.get('sparse'))
+        self.properties = {}
+
+    # -- configuration ------------------------------------------------------------------
+
+    def connect(self, apply):
+        if not isinstance(self.parent, str) or not DATASET_RE.match(self.parent):
+            raise InvalidInputError('zfs.parent %r is not a dataset name such as tank/volumes.' % (self.parent,))
+        for name, value in sorted((self.config.get('properties') or {}).items()):
+            if not PROPERTY_RE.match(name):
+                raise InvalidInputError('ZFS property name %r is invalid.' % (name,))
+            if name in OWN_PROPERTIES:
+                raise InvalidInputError('ZFS property %s is managed by the module itself (use size for volsize); '
+                                        'remove it from zfs.properties.' % name)
+            self.properties[name] = property_value(name, value)
+        return []
+
+    def _dataset(self, volume, snapshot=None):
+        name = '%s/%s' % (self.parent, volume)
+        return '%s@%s' % (name, snapshot) if snapshot else name
+
+    def _check_length(self, dataset, what):
+        if len(dataset) > DATASET_MAX:
+            raise InvalidInputError('%s is too long for ZFS: %s would be %d characters, more than %d.'
+                                    % (what, dataset, len(dataset), DATASET_MAX))
+
+    def validate_volume_name(self, name):
+        self._check_length(self._dataset(name), 'Volume name %r' % name)
+
+    def validate_snapshot_name(self, name, volume=None):
+        self._check_length(self._dataset(volume or '', name), 'Snapshot name %r' % name)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _columns(self):
+        return list(COLUMNS) + sorted(p for p in self.properties if p not in COLUMNS)
+
+    def scan(self):
+        """Run the one listing command; return rows as dicts keyed by column."""
+        columns = self._columns()
+        result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r', '-d', '2',
+                                  '-o', ','.join(columns), self.parent],
+                                 error='ZFS dataset %s cannot be listed' % self.parent)
+        return parse_list(result.stdout, columns)
+
+    def _split(self, dataset):
+        """Return ``(volume, snapshot or None)`` of a dataset under ``parent``, or None."""
+        prefix = self.parent + '/'
+        if not dataset.startswith(prefix):
+            return None
+        rest = dataset[len(prefix):]
+        volume, _sep, snapshot = rest.partition('@')
+        if '/' in volume or not volume:
+            return None
+        return volume, snapshot or None
+
+    def _origin(self, value):
+        if value in (None, '-'):
+            return None
+        split = self._split(value)
+        if split is None:
+            return {'volume': None, 'snapshot': None, 'dataset': value}
+        return {'volume': split[0], 'snapshot': split[1]}
+
+    def _volume_record(self, volume, row):
+        status = 'available'
+        if row['receive_resume_token'] not in ('-', '') or row[STATUS_PROPERTY] == 'inbound':
+            status = 'inbound'
+        details = {
+            'dataset': row['name'],
+            'path': '/dev/zvol/%s' % row['name'],
+            'guid': row['guid'],
+            'volblocksize': _int(row['volblocksize']),
+            'used': _int(row['used']),
+            'referenced': _int(row['referenced']),
+            'sparse': row['refreservation'] in ('0', 'none', '-'),
+            'format': 'raw',
+            'properties': dict((p, row[p]) for p in sorted(self.properties)),
+        }
+        return Volume(name=volume, backend=self.name, status=status, size=_int(row['volsize']),
+                      created=iso_utc(_int(row['creation'])), origin=self._origin(row['origin']), details=details)
+
+    def _snapshot_record(self, volume, snapshot, row, parent):
+        status = 'available'
+        if row['defer_destroy'] == 'on':
+            status = 'pending_delete'
+        elif row[STATUS_PROPERTY] == 'inbound':
+            status = 'inbound'
+        clones = [c for c in row['clones'].split(',') if c and c != '-']
+        details = {
+            'dataset': row['name'],
+            'guid': row['guid'],
+            'createtxg': _int(row['createtxg']),
+            'used': _int(row['used']),
+            'referenced': _int(row['referenced']),
+            'clones': clones,
+            'holds': _int(row['userrefs']) or 0,
+        }
+        return Snapshot(name=snapshot, volume=volume, backend=self.name, status=status, size=_int(row['volsize']),
+                        created=iso_utc(_int(row['creation'])), parent=parent, details=details)
+
+    def _records(self, rows, name=None):
+        volumes, snapshots = [], {}
+        for row in rows:
+            split = self._split(row['name'])
+            if split is None or (name is not None and split[0] != name):
+                continue
+            if row['type'] == 'volume' and split[1] is None:
+                volumes.append(self._volume_record(split[0], row))
+            elif row['type'] == 'snapshot' and split[1] is not None:
+                snapshots.setdefault(split[0], []).append((_int(row['createtxg']) or 0, split[1], row))
+        known = set(v.name for v in volumes)
+        records = {}
+        for volume, found in snapshots.items():
+            if volume not in known:
+                continue
+            parent, chain = None, []
+            for _txg, snap, row in sorted(found, key=lambda item: item[:2]):
+                chain.append(self._snapshot_record(volume, snap, row, parent))
+                parent = snap
+            records[volume] = chain
+        return sorted(volumes, key=lambda v: v.name), records
+
+    def read_volume(self, name):
+        volumes, snapshots = self._records(self.scan(), name)
+        if not volumes:
+            return None, []
+        return volumes[0], snapshots.get(name, [])
+
+    def list_volumes(self, name=None):
+        return self._records(self.scan(), name)[0]
+
+    def list_snapshots(self, volume=None):
+        snapshots = self._records(self.scan(), volume)[1]
+        return [snap for key in sorted(snapshots) for snap in snapshots[key]]
+
+    def allocation_unit(self, volume=None):
+        if volume is not None and volume.details.get('volblocksize'):
+            return volume.details['volblocksize']
+        return int(self.properties.get('volblocksize', DEFAULT_VOLBLOCKSIZE))
+
+    def plan_settings(self, record):
+        if isinstance(record, Snapshot):
+            return [], record
+        have = record.details.get('properties', {})
+        changes = {}
+        for name, value in sorted(self.properties.items()):
+            if have.get(name) == value:
+                continue
+            if name in CREATE_ONLY:
+                raise InvalidInputError('Volume %s has %s=%s, and ZFS sets %s only when a volume is created, so it '
+                                        'cannot become %s.' % (record.name, name, have.get(name), name, value))
+            changes[name] = value
+        if not changes:
+            return [], record
+        text = ', '.join('%s=%s' % item for item in sorted(changes.items()))
+        predicted = record.replace(details=dict(record.details, properties=dict(have, **changes)))
+        return [Action('set_properties', 'set %s on %s' % (text, record.details['dataset']), rewrites=[record],
+                       name=record.name, properties=changes)], predicted
+
+    # -- changes ------------------------------------------------------------------------
+
+    def _zfs(self, args, error):
+        return self.runner.run(['zfs'] + args, error=error)
+
+    def _options(self, properties):
+        argv = []
+        for name, value in sorted(properties.items()):
+            argv += ['-o', '%s=%s' % (name, value)]
+        return argv
+
+    def create_volume(self, name, size, fmt):
+        properties = dict(self.properties)
+        properties.setdefault('volblocksize', str(DEFAULT_VOLBLOCKSIZE))
+        self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
+                  + [self._dataset(name)], error='Creating zvol %s failed' % self._dataset(name))
+
+    def clone_volume(self, name, source, snapshot, size, fmt):
+        rows = self.scan()
+        source_volume, _snapshots = self._records(rows, source)
+        if not snapshot:
+            snapshot = CLONE_SNAPSHOT_PREFIX + name
+            self._zfs(['snapshot', self._dataset(source, snapshot)],
+                      error='Taking snapshot %s for the clone failed' % self._dataset(source, snapshot))
+        properties = dict(self.properties)
+        have = source_volume[0].details['volblocksize'] if source_volume else None
+        wanted = properties.pop('volblocksize', None)
+        if wanted is not None and have is not None and int(wanted) != have:
+            raise InvalidInputError('A clone keeps the volblocksize of its source (%d), so volblocksize=%s cannot '
+                                    'be set on volume %s.' % (have, wanted, name))
+        self._zfs(['clone'] + self._options(properties) + [self._dataset(source, snapshot), self._dataset(name)],
+                  error='Cloning %s into %s failed' % (self._dataset(source, snapshot), self._dataset(name)))
+        current = self.read_volume(name)[0]
+        if current is not None and current.size < size:
+            self.extend_volume(name, size)
+
+    def extend_volume(self, name, size):
+        self._zfs(['set', 'volsize=%d' % size, self._dataset(name)],
+                  error='Growing zvol %s failed' % self._dataset(name))
+
+    def set_properties(self, name, properties):
+        self._zfs(['set'] + ['%s=%s' % item for item in sorted(properties.items())] + [self._dataset(name)],
+                  error='Setting properties of zvol %s failed' % self._dataset(name))
+
+    def delete_volume(self, name):
+        _volume, snapshots = self.read_volume(name)
+        blocked = ['%s (%s)' % (s.name, ', '.join(s.details['clones'] + (['%d hold(s)' % s.details['holds']]
+                                                                          if s.details['holds'] else [])))
+                   for s in snapshots if s.details['clones'] or s.details['holds']]
+        if blocked:
+            raise StorageError('Volume %s cannot be deleted: its snapshots %s still have clones or holds that '
+                               'depend on them; delete those first.' % (name, '; '.join(blocked)))
+        if snapshots:
+            self._zfs(['destroy', self._dataset(name, ','.join(s.name for s in snapshots))],
+                      error='Destroying the snapshots of zvol %s failed' % self._dataset(name))
+        self._zfs(['destroy', self._dataset(name)], error='Destroying zvol %s failed' % self._dataset(name))
+
+    def create_snapshot(self, volume, name):
+        self._zfs(['snapshot', self._dataset(volume, name)],
+                  error='Taking snapshot %s failed' % self._dataset(volume, name))
+
+    def delete_snapshot(self, volume, name):
+        snapshot = next((s for s in self.read_volume(volume)[1] if s.name == name), None)
+        if snapshot is None:
+            return
+        deferred = bool(snapshot.details['clones'] or snapshot.details['holds'])
+        self._zfs(['destroy'] + (['-d'] if deferred else []) + [self._dataset(volume, name)],
+                  error='Destroying snapshot %s failed' % self._dataset(volume, name))
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_list(text, columns):
+    """Parse ``zfs list -H -p`` output (tab-separated, one dataset per line) into dicts."""
+    rows = []
+    width = len(columns)
+    for line in text.splitlines():
+        if not line:
+            continue
+        fields = line.split('\t')
+        if len(fields) != width:
+            raise StorageError('zfs list printed %d columns where %d were asked for: %r.'
+                               % (len(fields), width, line[:200]))
+        rows.append(dict(zip(columns, fields)))
+    return rows
