@@ -24,7 +24,7 @@ options:
         required: true
       properties:
         description:
-          - ZFS properties of every volume, for example C({compression: lz4}). Values are compared in the form
+          - ZFS properties of every volume, for example C(compression) set to C(lz4). Values are compared in the form
             C(zfs list -p) prints them (C(16K) is 16384, C(true) is C(on)), so a second run is a no-op.
           - A property that differs is set with C(zfs set). One that ZFS fixes at creation (C(volblocksize),
             C(encryption), C(keyformat), C(pbkdf2iters)) fails with an error instead.

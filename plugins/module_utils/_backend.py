@@ -101,6 +101,10 @@ class Backend(abc.ABC):
         """
         return [], volume
 
+    def predict_deleted_snapshot(self, snapshot):
+        """Return what a delete of ``snapshot`` leaves listed: None, or a ``pending_delete`` record."""
+        return None
+
     # -- preflight checks (read only) -------------------------------------------------
 
     def check_rewritable(self, volume, verb=None):

@@ -74,6 +74,11 @@ def _flag(value):
     return str(value).strip() in ('1', 'active')
 
 
+def _is_cow(row):
+    """True for a COW snapshot LV (``lv_attr`` type ``s``, or ``S`` while merging)."""
+    return row.get('lv_attr', '')[:1] in ('s', 'S')
+
+
 def _percent(value):
     try:
         return float(value)
@@ -213,7 +218,7 @@ class LvmBackend(Backend):
         details = self._details(row)
         status = 'available'
         origin_lv = volume_lv(tags['volume'])
-        if row.get('segtype') == 'thin':
+        if not _is_cow(row):
             details.update(type='thin', usage_percent=_percent(row.get('data_percent')))
             size = int(row['lv_size'])
         else:
@@ -276,8 +281,7 @@ class LvmBackend(Backend):
         if verb != 'extend_volume' or volume.details.get('type') != 'thick':
             return
         lv = volume_lv(volume.name)
-        cow = sorted(row['lv_name'] for row in self.scan().rows
-                     if row.get('origin') == lv and row.get('segtype') == 'snapshot')
+        cow = sorted(row['lv_name'] for row in self.scan().rows if row.get('origin') == lv and _is_cow(row))
         if cow:
             raise StorageError('Volume %s has COW snapshots (%s); LVM grows a thick origin only while it is '
                                'inactive, so delete the snapshots first.' % (volume.name, ', '.join(cow)))
@@ -332,8 +336,7 @@ class LvmBackend(Backend):
             return
         self._create(name, size, dict(origin_tags, status='creating'))
         self.runner.run(['dd', 'if=/dev/%s/%s' % (self.vg, source_lv), 'of=/dev/%s/%s' % (self.vg, lv), 'bs=1M',
-                         'count=%d' % int(row['origin_size'] if snapshot and row.get('segtype') == 'snapshot'
-                                          else row['lv_size']),
+                         'count=%d' % int(row['origin_size'] if _is_cow(row) else row['lv_size']),
                          'iflag=count_bytes', 'conv=fsync', 'status=none'],
                         error='Copying %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
         self.runner.run(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
@@ -348,8 +351,7 @@ class LvmBackend(Backend):
         lv = volume_lv(name)
         ours = [row['lv_name'] for row, tags in scan.ours() if tags['volume'] == name and 'snapshot' in tags]
         foreign = sorted(row['lv_name'] for row in scan.rows
-                         if row.get('origin') == lv and row['lv_name'] not in ours
-                         and row.get('segtype') == 'snapshot')
+                         if row.get('origin') == lv and row['lv_name'] not in ours and _is_cow(row))
         if foreign:
             raise StorageError('LV %s has COW snapshots not managed by stratum.storage (%s); remove them first.'
                                % (self._lv(lv), ', '.join(foreign)))

@@ -102,12 +102,13 @@ def _label(volume, snapshot):
     return 'snapshot %s of volume %s' % (snapshot, volume) if snapshot else 'volume %s' % volume
 
 
-def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, settings=((), None)):
+def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, settings=((), None), leftover=None):
     """Return ``(actions, predicted)`` for the ``snapshot`` module.
 
     With ``deferred_delete`` a snapshot in ``pending_delete`` counts as deleted:
     the storage system removes it once nothing depends on it. ``settings`` is
-    what ``Backend.plan_settings`` gave for the existing snapshot.
+    what ``Backend.plan_settings`` gave for the existing snapshot; ``leftover``
+    what a delete of it leaves listed (None, or the snapshot as ``pending_delete``).
     """
     name, volume_name = desired['name'], desired['volume']
     existing = next((s for s in snapshots if s.name == name), None)
@@ -120,7 +121,7 @@ def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, se
         if deferred_delete and existing.status == 'pending_delete':
             return [], existing
         return [Action('delete_snapshot', 'delete snapshot %s of volume %s' % (name, volume_name),
-                       rewrites=[volume], volume=volume_name, name=name)], None
+                       rewrites=[volume], volume=volume_name, name=name)], leftover
     if volume is None:
         raise StorageError('Volume %s does not exist, so snapshot %s cannot be taken.' % (volume_name, name))
     if existing is not None:
@@ -219,8 +220,11 @@ def ensure_snapshot(module, backend):
         settings = ((), None)
         if before is not None and params['state'] == 'present' and before.status == 'available':
             settings = backend.plan_settings(before)
+        leftover = None
+        if before is not None and params['state'] == 'absent':
+            leftover = backend.predict_deleted_snapshot(before)
         actions, predicted = plan_snapshot(desired, volume, snapshots, backend.name, backend.deferred_delete,
-                                           settings)
+                                           settings, leftover)
         return before, actions, predicted
 
     before, actions, predicted = _converge(module, backend, read_and_plan, [params['volume']])

@@ -216,6 +216,11 @@ class ZfsBackend(Backend):
         return [Action('set_properties', 'set %s on %s' % (text, record.details['dataset']), rewrites=[record],
                        name=record.name, properties=changes)], predicted
 
+    def predict_deleted_snapshot(self, snapshot):
+        if snapshot.details.get('clones') or snapshot.details.get('holds'):
+            return snapshot.replace(status='pending_delete')
+        return None
+
     # -- changes ------------------------------------------------------------------------
 
     def _zfs(self, args, error):
