@@ -98,3 +98,36 @@ def nfs_args(directory, **extra):
     args = {'backend': 'nfs', 'nfs': {'path': str(directory)}}
     args.update(extra)
     return args
+
+
+class CannedHost:
+    """Stands in for a host's storage commands: answers from canned output, records every argv.
+
+    ``answers`` maps a command name (``lvs``) to a function of the argv that
+    returns ``(rc, stdout, stderr)``. A command without an answer fails the test,
+    so a test also proves which commands a run did not issue.
+    """
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.commands = []
+
+    def run_command(self, module, argv, **kwargs):
+        name = os.path.basename(argv[0])
+        self.commands.append([name] + [str(a) for a in argv[1:]])
+        if name not in self.answers:
+            raise AssertionError('unexpected command %r' % (argv,))
+        return self.answers[name](argv)
+
+    def names(self):
+        return [argv[0] for argv in self.commands]
+
+
+def run_canned(module, args, host, check=False, diff=True):
+    """Run ``module`` with its commands answered by ``host`` (a ``CannedHost``)."""
+    def run_command(self, argv, **kwargs):
+        return host.run_command(self, argv, **kwargs)
+
+    with mock.patch.object(basic.AnsibleModule, 'run_command', run_command), \
+            mock.patch.object(basic.AnsibleModule, 'get_bin_path', lambda self, name, **kw: '/sbin/' + name):
+        return run_module(module, args, check=check, diff=diff)

@@ -19,7 +19,8 @@ from ansible_collections.stratum.storage.plugins.modules import snapshot, volume
 from ansible_collections.stratum.storage.tests.unit.helpers import run_module
 
 READ_VERBS = {'connect', 'allocation_unit', 'read_volume', 'list_volumes', 'list_snapshots',
-              'validate_volume_name', 'validate_snapshot_name', 'plan_settings', 'check_rewritable', 'lock'}
+              'validate_volume_name', 'validate_snapshot_name', 'plan_settings', 'predict_deleted_snapshot',
+              'check_rewritable', 'lock'}
 
 VOL = Volume(name='v', backend='nfs', status='available', size=1 << 20,
              details={'format': 'raw', 'active_file': 'volume-v.s1', 'active_format': 'qcow2'})
@@ -50,6 +51,8 @@ class RecordingBackend:
                 return found, [s for s in self.snapshots if s.volume == args[0]] if found else []
             if verb == 'plan_settings':
                 return [], args[0]
+            if verb == 'predict_deleted_snapshot':
+                return None
             if verb == 'lock':
                 return mock.MagicMock()
             return None
@@ -72,7 +75,8 @@ CASES = [
      ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'lock', 'read_volume',
       'check_rewritable', 'create_snapshot', 'read_volume']),
     ('snapshot-delete-check', snapshot, dict(volume='v', name='s1', state='absent'), True, [VOL], [SNAP],
-     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'check_rewritable']),
+     ['validate_volume_name', 'validate_snapshot_name', 'connect', 'read_volume', 'predict_deleted_snapshot',
+      'check_rewritable']),
     ('volume-grow-check', volume, dict(name='v', size='2M'), True, [VOL], [SNAP],
      ['validate_volume_name', 'connect', 'read_volume', 'plan_settings', 'allocation_unit', 'check_rewritable']),
     ('volume-create-check', volume, dict(name='n', size='2M'), True, [VOL], [],

@@ -1,0 +1,193 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ZFS backend against canned ``zfs list -H -p`` output: which commands a run issues, and what it reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils._zfs import COLUMNS
+from ansible_collections.stratum.storage.plugins.modules import snapshot, snapshot_info, volume, volume_info
+from ansible_collections.stratum.storage.tests.unit.helpers import CannedHost, run_canned
+
+MIB = 1 << 20
+PARENT = 'tank/volumes'
+ZFS = dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'compression': 'lz4'}})
+
+
+def row(name, kind, volsize, txg, extra=None, **values):
+    data = dict.fromkeys(COLUMNS, '-')
+    data.update(name=name, type=kind, guid=str(1000 + txg), volsize=str(volsize), used='65536',
+                referenced='65536', createtxg=str(txg), creation=str(1795000000 + txg), defer_destroy='off',
+                userrefs='0', clones='', refreservation='0' if kind == 'snapshot' else str(volsize + MIB))
+    if kind == 'volume':
+        data['volblocksize'] = '16384'
+    data.update(values)
+    return data, dict(extra or {})
+
+
+def zfs_host(rows, properties=('compression',), **answers):
+    """A host whose ``zfs list`` prints ``rows`` in the columns the command asks for."""
+    def zfs(argv):
+        if argv[1] != 'list':
+            return answers[argv[1]](argv) if argv[1] in answers else (1, '', 'unexpected %s' % argv[1])
+        assert argv[2:4] == ['-H', '-p'] and argv[-1] == PARENT
+        columns = argv[argv.index('-o') + 1].split(',')
+        lines = []
+        for data, extra in rows:
+            values = dict(data, **extra)
+            lines.append('\t'.join(values.get(c, 'lz4' if c in properties else '-') for c in columns))
+        return 0, '\n'.join(lines) + '\n', ''
+    return CannedHost(zfs=zfs)
+
+
+def base_rows():
+    return [row(PARENT + '/v', 'volume', 32 * MIB, 10),
+            row(PARENT + '/v@s1', 'snapshot', 32 * MIB, 11),
+            row(PARENT + '/v@s2', 'snapshot', 32 * MIB, 12)]
+
+
+def listings(host):
+    return [c for c in host.commands if c[:2] == ['zfs', 'list']]
+
+
+@pytest.mark.parametrize('check', [False, True])
+@pytest.mark.parametrize('size', ['32M', '32MiB', 32 * MIB, 32 * MIB - 100, '32753K'])
+def test_volume_noop_is_one_zfs_list(size, check):
+    host = zfs_host(base_rows())
+    result = run_canned(volume, dict(ZFS, name='v', size=size), host, check=check)
+    assert not result['failed'] and not result['changed'], result
+    assert host.commands == listings(host) and len(host.commands) == 1
+    details = result['volume']['details']
+    assert details['dataset'] == PARENT + '/v' and details['path'] == '/dev/zvol/tank/volumes/v'
+    assert details['guid'] == '1010' and details['properties'] == {'compression': 'lz4'}
+
+
+@pytest.mark.parametrize('check', [False, True])
+def test_snapshot_noop_is_one_zfs_list(check):
+    host = zfs_host(base_rows())
+    result = run_canned(snapshot, dict(ZFS, volume='v', name='s2'), host, check=check)
+    assert not result['changed'] and len(host.commands) == 1
+    assert result['snapshot']['parent'] == 's1'
+
+
+def test_second_delete_of_a_pending_snapshot_is_a_noop():
+    rows = base_rows()
+    rows[1][0].update(defer_destroy='on', clones=PARENT + '/c')
+    rows.append(row(PARENT + '/c', 'volume', 32 * MIB, 13, origin=PARENT + '/v@s1'))
+    host = zfs_host(rows)
+    result = run_canned(snapshot, dict(ZFS, volume='v', name='s1', state='absent'), host)
+    assert not result['changed'] and result['snapshot']['status'] == 'pending_delete'
+    assert len(host.commands) == 1
+
+
+def test_delete_with_a_clone_is_deferred_and_never_recursive():
+    rows = base_rows()
+    rows[1][0].update(clones=PARENT + '/c')
+    rows.append(row(PARENT + '/c', 'volume', 32 * MIB, 13, origin=PARENT + '/v@s1'))
+    host = zfs_host(rows, destroy=lambda argv: (0, '', ''))
+    check = run_canned(snapshot, dict(ZFS, volume='v', name='s1', state='absent'), host, check=True)
+    assert check['changed'] and check['snapshot']['status'] == 'pending_delete'
+    assert all(c[1] == 'list' for c in host.commands)
+    run_canned(snapshot, dict(ZFS, volume='v', name='s1', state='absent'), host)
+    destroys = [c for c in host.commands if c[1] == 'destroy']
+    assert destroys == [['zfs', 'destroy', '-d', PARENT + '/v@s1']]
+    plain = zfs_host(base_rows(), destroy=lambda argv: (0, '', ''))
+    run_canned(snapshot, dict(ZFS, volume='v', name='s2', state='absent'), plain)
+    assert [c for c in plain.commands if c[1] == 'destroy'] == [['zfs', 'destroy', PARENT + '/v@s2']]
+    for command in host.commands + plain.commands:
+        if command[1] != 'list':
+            assert '-r' not in command and '-R' not in command
+
+
+def test_forced_volume_delete_names_every_snapshot():
+    host = zfs_host(base_rows(), destroy=lambda argv: (0, '', ''))
+    refused = run_canned(volume, dict(ZFS, name='v', state='absent'), zfs_host(base_rows()))
+    assert refused['failed'] and 'force=true' in refused['msg']
+    result = run_canned(volume, dict(ZFS, name='v', state='absent', force=True), host)
+    assert result['changed']
+    assert [c for c in host.commands if c[1] == 'destroy'] == [
+        ['zfs', 'destroy', PARENT + '/v@s1,s2'], ['zfs', 'destroy', PARENT + '/v']]
+
+
+def test_forced_delete_refuses_while_clones_depend():
+    rows = base_rows()
+    rows[1][0].update(clones=PARENT + '/c')
+    host = zfs_host(rows)
+    result = run_canned(volume, dict(ZFS, name='v', state='absent', force=True), host)
+    assert result['failed'] and 'tank/volumes/c' in result['msg']
+    assert all(c[1] == 'list' for c in host.commands)
+
+
+def test_properties_compared_in_parsable_form():
+    rows = [row(PARENT + '/v', 'volume', 32 * MIB, 10)]
+    same = zfs_host(rows)
+    config = {'parent': PARENT, 'properties': {'compression': 'lz4', 'volblocksize': '16K'}}
+    result = run_canned(volume, dict(backend='zfs', zfs=config, name='v'), same)
+    assert not result['changed'], result
+    differ = zfs_host(rows, set=lambda argv: (0, '', ''))
+    config = {'parent': PARENT, 'properties': {'compression': False}}
+    check = run_canned(volume, dict(backend='zfs', zfs=config, name='v'), differ, check=True)
+    assert check['changed'] and check['volume']['details']['properties'] == {'compression': 'off'}
+    assert all(c[1] == 'list' for c in differ.commands)
+    run_canned(volume, dict(backend='zfs', zfs=config, name='v'), differ)
+    assert ['zfs', 'set', 'compression=off', PARENT + '/v'] in differ.commands
+    fixed = run_canned(volume, dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'volblocksize': '8K'}},
+                                    name='v'), zfs_host(rows))
+    assert fixed['failed'] and 'only when a volume is created' in fixed['msg']
+
+
+def test_create_passes_blocksize_sparse_and_properties():
+    host = zfs_host([], create=lambda argv: (0, '', ''))
+    config = {'parent': PARENT, 'sparse': True, 'properties': {'compression': 'on'}}
+    result = run_canned(volume, dict(backend='zfs', zfs=config, name='n', size=10 * MIB + 1), host)
+    assert result['changed']
+    create = next(c for c in host.commands if c[1] == 'create')
+    assert create == ['zfs', 'create', '-V', str(10 * MIB + 16384), '-s', '-o', 'compression=on',
+                      '-o', 'volblocksize=16384', PARENT + '/n']
+
+
+def test_statuses():
+    rows = base_rows()
+    rows[0][0]['receive_resume_token'] = '1-abc'
+    rows[2][0]['stratum:status'] = 'inbound'
+    host = zfs_host(rows)
+    assert run_canned(volume_info, dict(ZFS), host)['volumes'][0]['status'] == 'inbound'
+    snaps = run_canned(snapshot_info, dict(ZFS), zfs_host(rows))['snapshots']
+    assert [s['status'] for s in snaps] == ['available', 'inbound']
+
+
+def test_five_thousand_snapshots_are_one_command():
+    rows = [row(PARENT + '/v%d' % v, 'volume', 8 * MIB, v * 1000) for v in range(5)]
+    for index in range(5000):
+        volume_index = index % 5
+        rows.append(row(PARENT + '/v%d@s%04d' % (volume_index, index), 'snapshot', 8 * MIB,
+                        volume_index * 1000 + 1 + index // 5))
+    host = zfs_host(rows)
+    snapshots = run_canned(snapshot_info, dict(ZFS), host)['snapshots']
+    assert len(host.commands) == 1 and len(snapshots) == 5000
+    first = [s for s in snapshots if s['volume'] == 'v0']
+    assert first[1]['parent'] == first[0]['name'] and first[0]['parent'] is None
+
+
+def test_datasets_outside_the_layout_are_not_listed():
+    rows = base_rows() + [row(PARENT + '/fs/deep', 'volume', MIB, 20), row('tank/other', 'volume', MIB, 21)]
+    host = zfs_host(rows)
+    assert [v['name'] for v in run_canned(volume_info, dict(ZFS), host)['volumes']] == ['v']
+
+
+@pytest.mark.parametrize('args, text', [
+    (dict(ZFS, name='a@b', size='8M'), 'invalid'),
+    (dict(ZFS, name='v', size='8M', format='qcow2'), 'format raw only'),
+    (dict(backend='zfs', zfs={'parent': 'tank//x'}, name='v', size='8M'), 'zfs.parent'),
+    (dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'volsize': '1G'}}, name='v', size='8M'),
+     'managed by the module'),
+    (dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'Bad Name': 'x'}}, name='v', size='8M'),
+     'property name'),
+    (dict(backend='zfs', zfs={'parent': 'tank/' + 'p' * 130}, name='v' * 128, size='8M'), 'too long'),
+])
+def test_bad_input_runs_nothing(args, text):
+    host = zfs_host(base_rows())
+    result = run_canned(volume, args, host)
+    assert result['failed'] and text in result['msg'], result
+    assert host.commands == []
