@@ -267,9 +267,7 @@ class ZfsBackend(Backend):
 
     def delete_volume(self, name):
         _volume, snapshots = self.read_volume(name)
-        blocked = ['%s (%s)' % (s.name, ', '.join(s.details['clones'] + (['%d hold(s)' % s.details['holds']]
-                                                                          if s.details['holds'] else [])))
-                   for s in snapshots if s.details['clones'] or s.details['holds']]
+        blocked = ['%s (%s)' % (s.name, ', '.join(_dependents(s))) for s in snapshots if _dependents(s)]
         if blocked:
             raise StorageError('Volume %s cannot be deleted: its snapshots %s still have clones or holds that '
                                'depend on them; delete those first.' % (name, '; '.join(blocked)))
@@ -289,6 +287,12 @@ class ZfsBackend(Backend):
         deferred = bool(snapshot.details['clones'] or snapshot.details['holds'])
         self._zfs(['destroy'] + (['-d'] if deferred else []) + [self._dataset(volume, name)],
                   error='Destroying snapshot %s failed' % self._dataset(volume, name))
+
+
+def _dependents(snapshot):
+    """The clones and holds that keep ``snapshot`` from being destroyed now, as text."""
+    holds = snapshot.details['holds']
+    return snapshot.details['clones'] + (['%d hold(s)' % holds] if holds else [])
 
 
 def _int(value):
