@@ -93,13 +93,13 @@ class Backend(abc.ABC):
     def validate_snapshot_name(self, name, volume=None):
         """Refuse snapshot names that are valid in general but not on this backend."""
 
-    def plan_settings(self, volume):
-        """Return ``(actions, predicted)`` that bring an existing volume to the backend options.
+    def plan_settings(self, record):
+        """Return ``(actions, predicted)`` that bring ``record`` (a volume or snapshot) to the backend options.
 
         Settings are what the backend dict asks of every volume besides its size
         (ZFS properties, an LV that must be active); the default has none.
         """
-        return [], volume
+        return [], record
 
     def predict_deleted_snapshot(self, snapshot):
         """Return what a delete of ``snapshot`` leaves listed: None, or a ``pending_delete`` record."""

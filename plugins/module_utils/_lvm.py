@@ -128,7 +128,7 @@ class LvmBackend(Backend):
             return None
         if isinstance(value, str) and '%' in value:
             match = PERCENT_RE.match(value)
-            if not match or not 0 < float(match.group(1)):
+            if not match or float(match.group(1)) <= 0:
                 raise InvalidInputError('lvm.snapshot_size %r is not a percentage of the origin such as 25%%.'
                                         % (value,))
             return int(-(-origin_size * float(match.group(1)) // 100))

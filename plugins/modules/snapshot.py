@@ -23,7 +23,7 @@ description:
   - While a delete runs, the snapshot lists with status V(pending_delete); an interrupted delete is finished by
     running O(state=absent) again.
   - On O(backend=lvm) a thick volume gets a COW snapshot of O(lvm.snapshot_size) and a thin volume a thin
-    snapshot. Both are created active (thin snapshots with the activation skip flag off), so RV(snapshot.details.path)
+    snapshot. Both are created active (thin snapshots with the activation skip flag off), so C(details.path)
     is a readable block device. A COW snapshot that overflowed lists with status V(error) and the reason; a snapshot
     merging into its origin lists as V(pending_delete).
   - On O(backend=zfs) a snapshot is C(<parent>/<volume>@<name>). One that clones or holds depend on is deleted with

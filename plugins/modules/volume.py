@@ -17,10 +17,10 @@ description:
   - On O(backend=nfs) a volume is the file C(volume-<name>) and the qcow2 overlays of its snapshots; growing a
     volume that has snapshots grows its active overlay. A running process that holds the image lock (an attached
     QEMU) makes every change that rewrites the chain fail before it starts.
-  - On O(backend=lvm) a volume is a thick LV, or a thin LV when O(lvm.thin_pool) is set, and RV(volume.details.path)
+  - On O(backend=lvm) a volume is a thick LV, or a thin LV when O(lvm.thin_pool) is set, and C(details.path)
     is its block device. A thick volume that has snapshots cannot be grown (LVM grows a thick origin only while it is
     inactive). An inactive volume is activated.
-  - On O(backend=zfs) a volume is a zvol; O(zfs.properties) are set on it, and RV(volume.details.path) is its
+  - On O(backend=zfs) a volume is a zvol; O(zfs.properties) are set on it, and C(details.path) is its
     C(/dev/zvol) device.
 options:
   name:
