@@ -60,6 +60,9 @@ def plan_volume(desired, current, snapshots, source, source_snapshot, backend, u
         if size is None and desired['format'] is None:
             return [], current
         raise ChainError(current.details.get('reason') or 'Volume %s is in status error.' % name)
+    if current.status == 'creating':
+        raise StorageError('Volume %s is incomplete (status creating): the run that was filling it stopped before '
+                           'the end; delete it with state=absent and create it again.' % name)
     if desired['format'] and desired['format'] != current.details.get('format'):
         raise InvalidInputError('Volume %s has format %s; its format cannot be changed to %s.'
                                 % (name, current.details.get('format'), desired['format']))

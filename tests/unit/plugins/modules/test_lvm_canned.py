@@ -194,3 +194,31 @@ def test_missing_thin_pool_is_one_sentence():
     host = lvs_host([volume_lv('v', 8 * MIB)])
     result = run_canned(volume, dict(THIN, name='n', size='8M'), host, check=True)
     assert result['failed'] and result['msg'] == 'Thin pool pool does not exist in volume group vg0.'
+
+
+def test_interrupted_clone_lists_creating_and_is_only_deleted():
+    rows = [lv('volume-c', 8 * MIB, tags=['stratum_volume=c', 'stratum_status=creating', 'stratum_origin=v']),
+            POOL]
+    listed = run_canned(volume_info, dict(THICK, name='c'), lvs_host(rows))['volumes']
+    assert listed[0]['status'] == 'creating' and listed[0]['origin'] == {'volume': 'v', 'snapshot': None}
+    host = lvs_host(rows)
+    refused = run_canned(volume, dict(THICK, name='c', source_volume='v'), host)
+    assert refused['failed'] and 'status creating' in refused['msg'] and host.names() == ['lvs']
+    host.answers['lvremove'] = lambda argv: (0, '', '')
+    deleted = run_canned(volume, dict(THICK, name='c', state='absent'), host)
+    assert deleted['changed'] and ['lvremove', '--yes', 'vg0/volume-c'] in host.commands
+
+
+def test_clone_of_a_thick_snapshot_copies_then_clears_creating():
+    rows = [volume_lv('v', 64 * MIB), cow_lv('v', 's1', 64 * MIB, 68 * MIB), POOL]
+    host = lvs_host(rows)
+    for name in ('lvcreate', 'dd', 'lvchange'):
+        host.answers[name] = lambda argv: (0, '', '')
+    result = run_canned(volume, dict(THICK, name='c', source_volume='v', source_snapshot='s1'), host)
+    assert result['changed'], result
+    writes = [c for c in host.commands if c[0] != 'lvs']
+    assert [c[0] for c in writes] == ['lvcreate', 'dd', 'lvchange']
+    assert 'stratum_status=creating' in writes[0] and 'stratum_origin_snapshot=s1' in writes[0]
+    assert writes[1][1:3] == ['if=/dev/vg0/volume-v.s1', 'of=/dev/vg0/volume-c']
+    assert 'count=%d' % (64 * MIB) in writes[1]
+    assert writes[2] == ['lvchange', '--deltag', 'stratum_status=creating', 'vg0/volume-c']
