@@ -13,6 +13,10 @@ description:
   - Never changes anything.
   - On O(backend=nfs) snapshots that Cinder took are listed too; values this collection did not record are
     derived from the files where possible.
+  - On O(backend=lvm) the order (and so C(parent)) comes from the C(stratum_created) tag; an overflowed
+    COW snapshot lists as V(error), a merging one as V(pending_delete).
+  - On O(backend=zfs) the order comes from C(createtxg); a snapshot waiting for a deferred destroy lists as
+    V(pending_delete), one still arriving as V(inbound).
 options:
   volume:
     description: List only the snapshots of this volume. Without it, the snapshots of every volume are listed.

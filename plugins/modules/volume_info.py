@@ -14,6 +14,10 @@ description:
   - On O(backend=nfs) every C(volume-<name>) in the directory is a volume. Image headers are read directly, and a
     volume whose chain does not follow the layout is listed with status V(error) and the reason in
     C(details.reason) rather than failing the whole listing.
+  - On O(backend=lvm) one C(lvs) call lists the volume group; LVs with a C(stratum_volume) tag and no
+    C(stratum_snapshot) tag are the volumes, whatever their names. An interrupted clone lists as V(creating).
+  - On O(backend=zfs) one C(zfs list) call lists every zvol directly under O(zfs.parent); a partial receive lists as
+    V(inbound).
 options:
   name:
     description: List only this volume. Without it, every volume is listed.
