@@ -135,3 +135,64 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete_snapshot(self, volume, name):
         """Delete snapshot ``name`` of ``volume``, keeping every other point in time."""
+
+
+class ListingBackend(Backend):
+    """A backend that reads everything from one listing command.
+
+    Subclasses implement ``records``; reading one volume, all volumes or all
+    snapshots is then one listing each. The last listing is kept until the next
+    change (``forget``), so a change applied right after the manager's read under
+    the lock does not list again.
+    """
+
+    _listing = None
+
+    @abc.abstractmethod
+    def list_all(self):
+        """Run the listing command; return what ``records`` takes."""
+
+    @abc.abstractmethod
+    def records(self, listing, name=None):
+        """Return the volumes (by name) and a dict of each one's snapshots in chain order."""
+
+    def listing(self, fresh=True):
+        """The listing: a new one, or with ``fresh`` false the last one if no change came since."""
+        if fresh or self._listing is None:
+            self._listing = self.list_all()
+        return self._listing
+
+    def forget(self):
+        """Drop the kept listing."""
+        self._listing = None
+
+    def change(self, argv, **kwargs):
+        """Run a command that changes storage; the kept listing is stale from now on."""
+        self.forget()
+        return self.runner.run(argv, **kwargs)
+
+    def read_volume(self, name):
+        volumes, snapshots = self.records(self.listing(), name)
+        if not volumes:
+            return None, []
+        return volumes[0], snapshots.get(name, [])
+
+    def list_volumes(self, name=None):
+        return self.records(self.listing(), name)[0]
+
+    def list_snapshots(self, volume=None):
+        snapshots = self.records(self.listing(), volume)[1]
+        return [snap for key in sorted(snapshots) for snap in snapshots[key]]
+
+
+def in_chain_order(found, build):
+    """Build a volume's snapshots oldest first, each with the previous one as ``parent``.
+
+    ``found`` holds ``(order key, snapshot name, arguments)``; ``build(*arguments, parent)``
+    returns the ``Snapshot``.
+    """
+    parent, chain = None, []
+    for _key, name, arguments in sorted(found, key=lambda item: item[:2]):
+        chain.append(build(*arguments, parent))
+        parent = name
+    return chain

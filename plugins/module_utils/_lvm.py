@@ -26,7 +26,7 @@ import datetime
 import json
 import re
 
-from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Backend
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, ListingBackend, in_chain_order
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
@@ -101,7 +101,7 @@ class Scan:
                 yield row, tags
 
 
-class LvmBackend(Backend):
+class LvmBackend(ListingBackend):
     name = 'lvm'
     deferred_delete = True  # a merging snapshot is consumed by LVM when the merge ends
 
@@ -155,7 +155,7 @@ class LvmBackend(Backend):
     def _lv(self, lv):
         return '%s/%s' % (self.vg, lv)
 
-    def scan(self):
+    def list_all(self):
         """Run the one listing command and return a ``Scan``."""
         result = self.runner.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '--binary',
                                   '-o', ','.join(LVS_FIELDS), self.vg],
@@ -239,36 +239,18 @@ class LvmBackend(Backend):
         return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
                         created=_created(tags), parent=parent, details=details)
 
-    def _records(self, scan, name=None):
+    def records(self, listing, name=None):
         volumes, snapshots = [], {}
-        for row, tags in scan.ours():
+        for row, tags in listing.ours():
             if name is not None and tags['volume'] != name:
                 continue
             if 'snapshot' in tags:
-                snapshots.setdefault(tags['volume'], []).append((tags.get('created', ''), tags['snapshot'], row, tags))
+                snapshots.setdefault(tags['volume'], []).append((tags.get('created', ''), tags['snapshot'],
+                                                                 (row, tags)))
             else:
                 volumes.append(self._volume_record(row, tags))
-        records = {}
-        for volume, found in snapshots.items():
-            parent, chain = None, []
-            for _created_at, snap, row, tags in sorted(found, key=lambda item: item[:2]):
-                chain.append(self._snapshot_record(row, tags, parent))
-                parent = snap
-            records[volume] = chain
-        return sorted(volumes, key=lambda v: v.name), records
-
-    def read_volume(self, name):
-        volumes, snapshots = self._records(self.scan(), name)
-        if not volumes:
-            return None, []
-        return volumes[0], snapshots.get(name, [])
-
-    def list_volumes(self, name=None):
-        return self._records(self.scan(), name)[0]
-
-    def list_snapshots(self, volume=None):
-        volumes, snapshots = self._records(self.scan(), volume)
-        return [snap for key in sorted(snapshots) for snap in snapshots[key]]
+        chains = dict((volume, in_chain_order(found, self._snapshot_record)) for volume, found in snapshots.items())
+        return sorted(volumes, key=lambda v: v.name), chains
 
     def plan_settings(self, record):
         if record.details.get('active') is False:
@@ -281,7 +263,7 @@ class LvmBackend(Backend):
         if verb != 'extend_volume' or volume.details.get('type') != 'thick':
             return
         lv = volume_lv(volume.name)
-        cow = sorted(row['lv_name'] for row in self.scan().rows if row.get('origin') == lv and _is_cow(row))
+        cow = sorted(row['lv_name'] for row in self.listing(fresh=False).rows if row.get('origin') == lv and _is_cow(row))
         if cow:
             raise StorageError('Volume %s has COW snapshots (%s); LVM grows a thick origin only while it is '
                                'inactive, so delete the snapshots first.' % (volume.name, ', '.join(cow)))
@@ -311,16 +293,16 @@ class LvmBackend(Backend):
             argv = ['lvcreate', '--yes', '-V', '%db' % size, '-T', self._lv(self.thin_pool), '-n', lv]
         else:
             argv = ['lvcreate', '--yes', '-L', '%db' % size, '-n', lv]
-        self.runner.run(argv + tags + ([] if self.thin_pool else [self.vg]),
-                        error='Creating LV %s failed' % self._lv(lv))
+        self.change(argv + tags + ([] if self.thin_pool else [self.vg]),
+                    error='Creating LV %s failed' % self._lv(lv))
         return lv
 
     def create_volume(self, name, size, fmt):
-        self._refuse_foreign(self.scan(), volume_lv(name))
+        self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
         self._create(name, size, {})
 
     def clone_volume(self, name, source, snapshot, size, fmt):
-        scan = self.scan()
+        scan = self.listing(fresh=False)
         lv = volume_lv(name)
         self._refuse_foreign(scan, lv)
         source_lv = snapshot_lv(source, snapshot) if snapshot else volume_lv(source)
@@ -328,26 +310,26 @@ class LvmBackend(Backend):
         origin_tags = dict(origin=source, origin_snapshot=snapshot)
         if row.get('segtype') == 'thin':
             # A thin snapshot that is writable and activated is a complete clone.
-            self.runner.run(['lvcreate', '--yes', '-s', '-kn', '-n', lv]
-                            + self._tags(volume=name, created=self._now(), **origin_tags) + [self._lv(source_lv)],
-                            error='Cloning LV %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
+            self.change(['lvcreate', '--yes', '-s', '-kn', '-n', lv]
+                        + self._tags(volume=name, created=self._now(), **origin_tags) + [self._lv(source_lv)],
+                        error='Cloning LV %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
             if size > int(row['lv_size']):
                 self.extend_volume(name, size)
             return
         self._create(name, size, dict(origin_tags, status='creating'))
-        self.runner.run(['dd', 'if=/dev/%s/%s' % (self.vg, source_lv), 'of=/dev/%s/%s' % (self.vg, lv), 'bs=1M',
-                         'count=%d' % int(row['origin_size'] if _is_cow(row) else row['lv_size']),
-                         'iflag=count_bytes', 'conv=fsync', 'status=none'],
-                        error='Copying %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
-        self.runner.run(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
-                        error='Marking LV %s complete failed' % self._lv(lv))
+        self.change(['dd', 'if=/dev/%s/%s' % (self.vg, source_lv), 'of=/dev/%s/%s' % (self.vg, lv), 'bs=1M',
+                     'count=%d' % int(row['origin_size'] if _is_cow(row) else row['lv_size']),
+                     'iflag=count_bytes', 'conv=fsync', 'status=none'],
+                    error='Copying %s into %s failed' % (self._lv(source_lv), self._lv(lv)))
+        self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
+                    error='Marking LV %s complete failed' % self._lv(lv))
 
     def extend_volume(self, name, size):
-        self.runner.run(['lvextend', '--yes', '-L', '%db' % size, self._lv(volume_lv(name))],
-                        error='Growing LV %s failed' % self._lv(volume_lv(name)))
+        self.change(['lvextend', '--yes', '-L', '%db' % size, self._lv(volume_lv(name))],
+                    error='Growing LV %s failed' % self._lv(volume_lv(name)))
 
     def delete_volume(self, name):
-        scan = self.scan()
+        scan = self.listing(fresh=False)
         lv = volume_lv(name)
         ours = [row['lv_name'] for row, tags in scan.ours() if tags['volume'] == name and 'snapshot' in tags]
         foreign = sorted(row['lv_name'] for row in scan.rows
@@ -356,12 +338,12 @@ class LvmBackend(Backend):
             raise StorageError('LV %s has COW snapshots not managed by stratum.storage (%s); remove them first.'
                                % (self._lv(lv), ', '.join(foreign)))
         if ours:
-            self.runner.run(['lvremove', '--yes'] + [self._lv(snap) for snap in sorted(ours)],
-                            error='Removing the snapshots of volume %s failed' % name)
-        self.runner.run(['lvremove', '--yes', self._lv(lv)], error='Removing LV %s failed' % self._lv(lv))
+            self.change(['lvremove', '--yes'] + [self._lv(snap) for snap in sorted(ours)],
+                        error='Removing the snapshots of volume %s failed' % name)
+        self.change(['lvremove', '--yes', self._lv(lv)], error='Removing LV %s failed' % self._lv(lv))
 
     def create_snapshot(self, volume, name):
-        scan = self.scan()
+        scan = self.listing(fresh=False)
         lv = snapshot_lv(volume, name)
         self._refuse_foreign(scan, lv)
         origin = scan.by_name[volume_lv(volume)]
@@ -370,9 +352,9 @@ class LvmBackend(Backend):
             argv += ['-kn']  # thin snapshots skip activation unless told otherwise
         else:
             argv += ['-L', '%db' % self._cow_size(int(origin['lv_size']))]
-        self.runner.run(argv + self._tags(volume=volume, snapshot=name, created=self._now())
-                        + [self._lv(volume_lv(volume))],
-                        error='Creating snapshot LV %s failed' % self._lv(lv))
+        self.change(argv + self._tags(volume=volume, snapshot=name, created=self._now())
+                    + [self._lv(volume_lv(volume))],
+                    error='Creating snapshot LV %s failed' % self._lv(lv))
 
     def _cow_size(self, origin_size):
         extent = self.allocation_unit()
@@ -385,7 +367,7 @@ class LvmBackend(Backend):
 
     def delete_snapshot(self, volume, name):
         lv = self._lv(snapshot_lv(volume, name))
-        self.runner.run(['lvremove', '--yes', lv], error='Removing snapshot LV %s failed' % lv)
+        self.change(['lvremove', '--yes', lv], error='Removing snapshot LV %s failed' % lv)
 
     def activate(self, lv):
-        self.runner.run(['lvchange', '-ay', '-K', lv], error='Activating LV %s failed' % lv)
+        self.change(['lvchange', '-ay', '-K', lv], error='Activating LV %s failed' % lv)

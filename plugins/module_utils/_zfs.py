@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Backend
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, ListingBackend, in_chain_order
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
@@ -49,7 +49,7 @@ def property_value(name, value):
     return value
 
 
-class ZfsBackend(Backend):
+class ZfsBackend(ListingBackend):
     name = 'zfs'
     deferred_delete = True  # zfs destroy -d: ZFS removes the snapshot when its last clone or hold goes
 
@@ -93,7 +93,7 @@ class ZfsBackend(Backend):
     def _columns(self):
         return list(COLUMNS) + sorted(p for p in self.properties if p not in COLUMNS)
 
-    def scan(self):
+    def list_all(self):
         """Run the one listing command; return rows as dicts keyed by column."""
         columns = self._columns()
         result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r', '-d', '2',
@@ -157,40 +157,21 @@ class ZfsBackend(Backend):
         return Snapshot(name=snapshot, volume=volume, backend=self.name, status=status, size=_int(row['volsize']),
                         created=iso_utc(_int(row['creation'])), parent=parent, details=details)
 
-    def _records(self, rows, name=None):
+    def records(self, listing, name=None):
         volumes, snapshots = [], {}
-        for row in rows:
+        for row in listing:
             split = self._split(row['name'])
             if split is None or (name is not None and split[0] != name):
                 continue
             if row['type'] == 'volume' and split[1] is None:
                 volumes.append(self._volume_record(split[0], row))
             elif row['type'] == 'snapshot' and split[1] is not None:
-                snapshots.setdefault(split[0], []).append((_int(row['createtxg']) or 0, split[1], row))
+                snapshots.setdefault(split[0], []).append((_int(row['createtxg']) or 0, split[1],
+                                                           (split[0], split[1], row)))
         known = set(v.name for v in volumes)
-        records = {}
-        for volume, found in snapshots.items():
-            if volume not in known:
-                continue
-            parent, chain = None, []
-            for _txg, snap, row in sorted(found, key=lambda item: item[:2]):
-                chain.append(self._snapshot_record(volume, snap, row, parent))
-                parent = snap
-            records[volume] = chain
-        return sorted(volumes, key=lambda v: v.name), records
-
-    def read_volume(self, name):
-        volumes, snapshots = self._records(self.scan(), name)
-        if not volumes:
-            return None, []
-        return volumes[0], snapshots.get(name, [])
-
-    def list_volumes(self, name=None):
-        return self._records(self.scan(), name)[0]
-
-    def list_snapshots(self, volume=None):
-        snapshots = self._records(self.scan(), volume)[1]
-        return [snap for key in sorted(snapshots) for snap in snapshots[key]]
+        chains = dict((volume, in_chain_order(found, self._snapshot_record))
+                      for volume, found in snapshots.items() if volume in known)
+        return sorted(volumes, key=lambda v: v.name), chains
 
     def allocation_unit(self, volume=None):
         if volume is not None and volume.details.get('volblocksize'):
@@ -224,7 +205,7 @@ class ZfsBackend(Backend):
     # -- changes ------------------------------------------------------------------------
 
     def _zfs(self, args, error):
-        return self.runner.run(['zfs'] + args, error=error)
+        return self.change(['zfs'] + args, error=error)
 
     def _options(self, properties):
         argv = []
@@ -239,8 +220,7 @@ class ZfsBackend(Backend):
                   + [self._dataset(name)], error='Creating zvol %s failed' % self._dataset(name))
 
     def clone_volume(self, name, source, snapshot, size, fmt):
-        rows = self.scan()
-        source_volume, _snapshots = self._records(rows, source)
+        source_volume = self.records(self.listing(fresh=False), source)[0]
         if not snapshot:
             snapshot = CLONE_SNAPSHOT_PREFIX + name
             self._zfs(['snapshot', self._dataset(source, snapshot)],
@@ -266,7 +246,7 @@ class ZfsBackend(Backend):
                   error='Setting properties of zvol %s failed' % self._dataset(name))
 
     def delete_volume(self, name):
-        _volume, snapshots = self.read_volume(name)
+        snapshots = self.records(self.listing(fresh=False), name)[1].get(name, [])
         blocked = ['%s (%s)' % (s.name, ', '.join(_dependents(s))) for s in snapshots if _dependents(s)]
         if blocked:
             raise StorageError('Volume %s cannot be deleted: its snapshots %s still have clones or holds that '
@@ -281,7 +261,8 @@ class ZfsBackend(Backend):
                   error='Taking snapshot %s failed' % self._dataset(volume, name))
 
     def delete_snapshot(self, volume, name):
-        snapshot = next((s for s in self.read_volume(volume)[1] if s.name == name), None)
+        snapshots = self.records(self.listing(fresh=False), volume)[1].get(volume, [])
+        snapshot = next((s for s in snapshots if s.name == name), None)
         if snapshot is None:
             return
         deferred = bool(snapshot.details['clones'] or snapshot.details['holds'])
