@@ -72,20 +72,9 @@ class Backend(abc.ABC):
     def list_snapshots(self, volume=None):
         """Return ``Snapshot`` records in chain order, of one volume or of all."""
 
+    @abc.abstractmethod
     def read_volume(self, name):
         """Return ``(Volume or None, [Snapshot, ...])`` of one volume from one backend read."""
-        volume = self.get_volume(name)
-        return volume, (self.list_snapshots(name) if volume is not None else [])
-
-    def get_volume(self, name):
-        found = self.list_volumes(name)
-        return found[0] if found else None
-
-    def get_snapshot(self, volume, name):
-        for snapshot in self.list_snapshots(volume):
-            if snapshot.name == name:
-                return snapshot
-        return None
 
     def validate_volume_name(self, name):
         """Refuse volume names that are valid in general but not on this backend."""
