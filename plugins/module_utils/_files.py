@@ -1,6 +1,12 @@
 # Copyright: stratum.storage contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""File helpers that hold on NFS: atomic JSON replacement and per-resource locks."""
+"""File helpers that hold on NFS and in a directory others can write to.
+
+Atomic JSON replacement, per-resource locks (exclusive for writers, shared for
+readers), exclusive creation of new files, and the test whether another
+process holds a file. Nothing here follows a symbolic link or opens anything
+but a regular file.
+"""
 
 from __future__ import annotations
 
@@ -8,50 +14,103 @@ import errno
 import fcntl
 import json
 import os
+import stat
+import struct
 import tempfile
 import time
 from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
 
+_NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK
+_MAX_JSON = 16 << 20
 
-def read_json(path, what, error=StorageError):
-    """Return the JSON object in ``path``, None when absent; raise ``error`` on garbage."""
+
+def os_error(exc, action, path):
+    """The one-sentence ``StorageError`` for an ``OSError`` raised while doing ``action`` on ``path``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = 'it is a symbolic link'
+    return StorageError('%s %s failed: %s.' % (action, os.path.basename(path) or path, reason),
+                        errno=exc.errno)
+
+
+def open_regular(path, flags=os.O_RDONLY, what='File'):
+    """Open ``path`` without following a link or blocking; refuse anything but a regular file.
+
+    Returns the descriptor, or None when ``path`` does not exist.
+    """
     try:
-        with open(path, 'r', encoding='utf-8') as handle:
-            return json.load(handle)
+        fd = os.open(path, flags | _NOFOLLOW, 0o644)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise StorageError('%s %s is not a regular file.' % (what, os.path.basename(path)))
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError('%s %s is not a regular file.' % (what, os.path.basename(path)))
+    return fd
+
+
+def read_json(path, what, error=StorageError):
+    """Return the JSON value in ``path``, None when absent; raise ``error`` on anything else.
+
+    Only a regular file is read (a FIFO or a device would block or never end).
+    """
+    name = os.path.basename(path)
+    try:
+        fd = open_regular(path, what=what)
+        if fd is None:
+            return None
+        with os.fdopen(fd, 'rb') as handle:
+            data = handle.read(_MAX_JSON + 1)
+    except StorageError as exc:
+        raise error(exc.message)
+    except OSError as exc:
+        raise error(os_error(exc, 'Reading %s' % what.lower(), path).message)
+    if len(data) > _MAX_JSON:
+        raise error('%s %s is larger than %d bytes.' % (what, name, _MAX_JSON))
+    try:
+        return json.loads(data.decode('utf-8'))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise error('%s %s is not valid JSON: %s.' % (what, os.path.basename(path), exc))
+        raise error('%s %s is not valid JSON: %s.' % (what, name, exc))
 
 
 def write_json_atomic(path, data, mode=0o644):
     """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename, fsync dir.
 
     A reader sees either the old or the new content, never a partial file. The
-    existing file's permission bits are kept.
+    existing file's permission bits are kept. An ``OSError`` becomes a
+    ``StorageError``, and the temporary file is removed.
     """
     directory = os.path.dirname(path)
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        mode = os.lstat(path).st_mode & 0o7777
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
+    except OSError as exc:
+        raise os_error(exc, 'Writing', path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
+        tmp = None
+        fsync_dir(directory)
+    except OSError as exc:
+        raise os_error(exc, 'Writing', path)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def fsync_dir(directory):
@@ -65,41 +124,97 @@ def fsync_dir(directory):
         os.close(fd)
 
 
-@contextmanager
-def file_lock(path, timeout, what):
-    """Hold an exclusive POSIX record lock on ``path`` for the ``with`` body.
+def create_exclusive(path):
+    """Create ``path`` as a new empty regular file (never through a link); return its inode number."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise StorageError('File %s already exists; it was not made by this run, so it is left alone.'
+                           % os.path.basename(path))
+    except OSError as exc:
+        raise os_error(exc, 'Creating', path)
+    try:
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
 
-    POSIX (``fcntl``) locks are the lock type that NFSv3 (NLM) and NFSv4 both
-    carry to the server, so two hosts sharing the export exclude each other.
-    The lock file may be removed by the holder (when its resource is deleted),
-    so after locking, the path must still name the locked inode; otherwise the
-    lock is taken again on the new file.
+
+def same_file(path, inode):
+    """True when ``path`` is still the regular file ``inode`` (not replaced by anything else)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_ino == inode
+
+
+def holder(path):
+    """The process id holding a POSIX or OFD lock on ``path`` (-1 when unknown), or None.
+
+    QEMU locks every image it opens (bytes 100 and up), read-only backing files
+    too, so any lock held by another process means the image is in use. The
+    test places no lock. A path that is not a regular file is never opened.
     """
+    fd = open_regular(path, what='Image file')
+    if fd is None:
+        return None
+    try:
+        query = struct.pack('hhqqi', fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query + b'\0' * (64 - len(query)))
+        lock_type, _whence, _start, _length, pid = struct.unpack_from('hhqqi', answer)
+    finally:
+        os.close(fd)
+    return None if lock_type == fcntl.F_UNLCK else pid
+
+
+def _lock_fd(path, flags, operation, timeout, what):
+    """Open ``path`` (created only with ``os.O_CREAT`` in ``flags``) and lock it; None when absent."""
     deadline = time.monotonic() + timeout
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = open_regular(path, flags, what='Lock file')
+        except OSError as exc:
+            raise os_error(exc, 'Opening lock file', path)
+        if fd is None:
+            return None
         try:
             while True:
                 try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.lockf(fd, operation | fcntl.LOCK_NB)
                     break
                 except OSError as exc:
                     if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                        raise
+                        raise os_error(exc, 'Locking', path)
                     if time.monotonic() >= deadline:
                         raise StorageError('Timed out after %ss waiting for the lock on %s.' % (timeout, what))
                     time.sleep(0.05)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
+            same = same_file(path, os.fstat(fd).st_ino)
         except BaseException:
             os.close(fd)
             raise
         if same:
-            break
+            return fd
         os.close(fd)
+
+
+@contextmanager
+def file_lock(path, timeout, what, shared=False):
+    """Hold a POSIX record lock on ``path`` for the ``with`` body; yield its descriptor (None: no lock file).
+
+    POSIX (``fcntl``) locks are the lock type that NFSv3 (NLM) and NFSv4 both
+    carry to the server, so two hosts sharing the export exclude each other.
+    A writer takes an exclusive lock and creates the lock file; a reader
+    (``shared``) takes a shared lock only when the lock file exists, and never
+    creates it. The lock file may be removed by the holder (when its resource
+    is deleted), so after locking, the path must still name the locked inode;
+    otherwise the lock is taken again on the new file.
+    """
+    if shared:
+        fd = _lock_fd(path, os.O_RDONLY, fcntl.LOCK_SH, timeout, what)
+    else:
+        fd = _lock_fd(path, os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX, timeout, what)
     try:
-        yield
+        yield fd
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Action
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InvalidInputError, StorageError)
+from ansible_collections.stratum.storage.plugins.module_utils._files import os_error
 from ansible_collections.stratum.storage.plugins.module_utils._lvm import LvmBackend
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
 from ansible_collections.stratum.storage.plugins.module_utils._nfs import NfsBackend
@@ -61,8 +62,9 @@ def plan_volume(desired, current, snapshots, source, source_snapshot, backend, u
             return [], current
         raise ChainError(current.details.get('reason') or 'Volume %s is in status error.' % name)
     if current.status == 'creating':
-        raise StorageError('Volume %s is incomplete (status creating): the run that was filling it stopped before '
-                           'the end; delete it with state=absent and create it again.' % name)
+        raise StorageError('Volume %s is incomplete (status creating): %s; delete it with state=absent and create it '
+                           'again.' % (name, current.details.get('reason')
+                                       or 'the run that was filling it stopped before the end'))
     if desired['format'] and desired['format'] != current.details.get('format'):
         raise InvalidInputError('Volume %s has format %s; its format cannot be changed to %s.'
                                 % (name, current.details.get('format'), desired['format']))
@@ -82,7 +84,7 @@ def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
     name, source_name, snapshot_name = desired['name'], desired['source_volume'], desired['source_snapshot']
     if source is None:
         raise StorageError('Source volume %s of volume %s does not exist.' % (source_name, name))
-    if snapshot_name and source_snapshot is None:
+    if snapshot_name is not None and source_snapshot is None:
         raise StorageError('Snapshot %s of source volume %s does not exist.' % (snapshot_name, source_name))
     origin = source_snapshot or source
     if origin.status != 'available':
@@ -103,6 +105,17 @@ def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
 
 def _label(volume, snapshot):
     return 'snapshot %s of volume %s' % (snapshot, volume) if snapshot else 'volume %s' % volume
+
+
+def _completed(backend, hook, actions, predicted, *args):
+    """A new record as the backend predicts it in full (its ``hook``, when it has one), else ``predicted``.
+
+    Only what creation alone can know (``created``) stays null.
+    """
+    complete = getattr(type(backend), hook, None)
+    if complete is None or not actions or actions[-1].verb not in ('create_volume', 'clone_volume', 'create_snapshot'):
+        return predicted
+    return complete(backend, predicted, *args)
 
 
 def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, settings=((), None), leftover=None):
@@ -177,11 +190,12 @@ def ensure_volume(module, backend):
     desired = dict(params)
     desired['name'] = validate_name(params['name'], 'volume')
     desired['size'] = parse_size(params['size']) if params['size'] is not None else None
-    if params['source_volume']:
+    # an empty name (a templated variable that is empty) is invalid, never "not given"
+    if params['source_volume'] is not None:
         validate_name(params['source_volume'], 'source volume')
         if params['source_volume'] == desired['name']:
             raise InvalidInputError('Volume %s cannot be cloned from itself.' % desired['name'])
-    if params['source_snapshot']:
+    if params['source_snapshot'] is not None:
         validate_name(params['source_snapshot'], 'source snapshot')
     backend.validate_volume_name(desired['name'])
     if params['format'] and params['format'] not in backend.formats:
@@ -200,7 +214,7 @@ def ensure_volume(module, backend):
             settings = backend.plan_settings(current)
         actions, predicted = plan_volume(desired, current, snapshots, source, source_snapshot, backend.name,
                                          backend.allocation_unit(current or source), settings)
-        return current, actions, predicted
+        return current, actions, _completed(backend, 'predict_volume', actions, predicted)
 
     locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] else [])
     before, actions, predicted = _converge(module, backend, read_and_plan, locks)
@@ -228,7 +242,7 @@ def ensure_snapshot(module, backend):
             leftover = backend.predict_deleted_snapshot(before)
         actions, predicted = plan_snapshot(desired, volume, snapshots, backend.name, backend.deferred_delete,
                                            settings, leftover)
-        return before, actions, predicted
+        return before, actions, _completed(backend, 'predict_snapshot', actions, predicted, volume, snapshots)
 
     before, actions, predicted = _converge(module, backend, read_and_plan, [params['volume']])
     after = predicted
@@ -266,8 +280,15 @@ def run_module(module, kind):
     runner = CommandRunner(module)
     try:
         backend_name = module.params['backend']
+        for other in sorted(BACKENDS):
+            if other != backend_name and module.params.get(other) is not None:
+                raise InvalidInputError('Option %s configures backend %s, but this task selects backend=%s; remove %s '
+                                        'or select backend=%s.' % (other, other, backend_name, other, other))
         backend = BACKENDS[backend_name](runner, module.params.get(backend_name) or {})
         result = HANDLERS[kind](module, backend)
     except StorageError as exc:
         module.fail_json(msg=exc.message, **exc.details)
+    except OSError as exc:  # the backends turn their own into sentences; this is the last net
+        error = os_error(exc, 'Accessing', exc.filename or '')
+        module.fail_json(msg=error.message, **error.details)
     module.exit_json(**result)

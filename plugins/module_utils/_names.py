@@ -9,11 +9,12 @@ import re
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError
 
 NAME_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_-]{0,127}'
-NAME_RE = re.compile(r'^%s$' % NAME_PATTERN)
+NAME_RE = re.compile(NAME_PATTERN)
 
 
 def is_valid_name(value):
-    return isinstance(value, str) and NAME_RE.match(value) is not None
+    """True when all of ``value`` is a name (``$`` would also match before a trailing newline)."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
 
 
 def validate_name(value, what):

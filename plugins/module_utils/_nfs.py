@@ -17,28 +17,35 @@ snapshot overlay, because snapshot names have no dots.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
+import stat
 from contextlib import ExitStack
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Backend
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InUseError, InvalidInputError, StorageError)
 from ansible_collections.stratum.storage.plugins.module_utils._files import (
-    file_lock, read_json, write_json_atomic)
+    create_exclusive, file_lock, holder, os_error, read_json, same_file, write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
-from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import read_header
+from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
 from ansible_collections.stratum.storage.plugins.module_utils._runner import command_error
-from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc, now_utc
+from ansible_collections.stratum.storage.plugins.module_utils._schema import (
+    STATUSES, Snapshot, Volume, iso_utc, now_utc)
 
 SECTOR = 512
 LOCK_TIMEOUT = 600
 MAX_CHAIN = 1000
 RESERVED_SNAPSHOT_NAMES = ('info',)
-_BASE_RE = re.compile(r'^volume-(%s)$' % NAME_PATTERN)
-_INFO_RE = re.compile(r'^volume-(%s)\.info$' % NAME_PATTERN)
-_SHARE_RE = re.compile(r'^[^\s:/]+:/\S*$')
+FORMATS = ('raw', 'qcow2')
+#: Cinder's NFS driver and this module write every snapshot overlay as qcow2
+OVERLAY_FORMAT = 'qcow2'
+#: room kept free beyond the overlay's allocated bytes when a commit needs space
+COMMIT_MARGIN = 1 << 20
+_FILE_RE = re.compile(r'volume-(%s)(\.info|\.stratum\.new)?' % NAME_PATTERN)
+_SHARE_RE = re.compile(r'[^\s:/]+:/\S*')
 
 
 def share_mount_point(base, share):
@@ -59,15 +66,27 @@ def _mounts():
                 yield fields[1].replace('\\040', ' '), fields[2], fields[0]
 
 
+def _sentences(method):
+    """Turn an ``OSError`` of a change into one sentence that names the volume and the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            volume = kwargs.get('volume') or kwargs.get('name') or args[0]
+            raise os_error(exc, 'Volume %s: changing' % volume, exc.filename or self.directory)
+    return wrapper
+
+
 class Chain:
     """One volume's validated chain: image headers from base to active, and its maps."""
 
     def __init__(self, volume, files, info, snapshots, meta):
         self.volume = volume
-        self.files = files            # ImageHeader list, base first
+        self.files = files            # ImageHeader list, base first, each with its decided format
         self.info = info              # the info file's JSON object, or None
         self.snapshots = snapshots    # snapshot name -> overlay file name, in chain order
-        self.meta = meta              # our metadata (dict)
+        self.meta = meta              # our metadata (dict, validated)
 
     @property
     def names(self):
@@ -81,23 +100,38 @@ class Chain:
         return self.names.index(filename)
 
     def point_in_time(self, snapshot):
-        """The image header holding ``snapshot``'s content (the overlay's backing file)."""
-        return self.files[self.index(self.snapshots[snapshot]) - 1]
+        """The position of the image holding ``snapshot``'s content (the overlay's backing file)."""
+        return self.index(self.snapshots[snapshot]) - 1
+
+
+def image_opts(files):
+    """``qemu-img --image-opts`` for the chain ``files`` (base first): every layer's format is given.
+
+    qemu then never probes a format and never follows a backing name or a
+    backing format written in a header.
+    """
+    parts, prefix = [], ''
+    for header in reversed(files):
+        parts.append('%sdriver=%s' % (prefix, header.format))
+        parts.append('%sfile.filename=%s' % (prefix, header.path.replace(',', ',,')))
+        prefix += 'backing.'
+    return ','.join(parts)
 
 
 class NfsBackend(Backend):
     name = 'nfs'
-    formats = ('raw', 'qcow2')
+    formats = FORMATS
 
     def __init__(self, runner, config):
         super().__init__(runner, config)
         share, path = config.get('share'), config.get('path')
         if share:
-            if not _SHARE_RE.match(share):
+            if not _SHARE_RE.fullmatch(share):
                 raise InvalidInputError('NFS share %r is invalid: expected host:/export.' % share)
             self.directory = share_mount_point(config.get('mount_point_base'), share)
         else:
             self.directory = path
+        self._locked = set()
 
     # -- file names -------------------------------------------------------------------
 
@@ -145,10 +179,35 @@ class NfsBackend(Backend):
         return ['mounted NFS share %s at %s' % (share, self.directory)]
 
     def lock(self, volumes):
+        """Exclusive locks on ``volumes``; a lock file whose volume is gone afterwards is removed."""
         stack = ExitStack()
-        for volume in sorted(set(volumes)):
-            stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume))
+        try:
+            for volume in sorted(set(volumes)):
+                fd = stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume))
+                stack.callback(self._unlocked, volume, fd)
+                self._locked.add(volume)
+        except BaseException:
+            stack.close()
+            raise
         return stack
+
+    def _unlocked(self, volume, fd):
+        self._locked.discard(volume)
+        path = self._lock_path(volume)
+        if not self._exists(volume) and same_file(path, os.fstat(fd).st_ino):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _reading(self, volume):
+        """A shared lock for reading ``volume``, unless this run already holds its exclusive lock.
+
+        A reader never creates the lock file; without one no change is in progress.
+        """
+        if volume in self._locked:
+            return ExitStack()
+        return file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume, shared=True)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -161,15 +220,25 @@ class NfsBackend(Backend):
                                     % (name, name))
 
     def _volume_names(self):
+        try:
+            entries = os.listdir(self.directory)
+        except OSError as exc:
+            raise os_error(exc, 'Listing volume directory', self.directory)
         names = set()
-        for entry in os.listdir(self.directory):
-            match = _BASE_RE.match(entry) or _INFO_RE.match(entry)
+        for entry in entries:
+            match = _FILE_RE.fullmatch(entry)
             if match:
                 names.add(match.group(1))
         return sorted(names)
 
     def _exists(self, volume):
-        return os.path.lexists(self._path(self.base_name(volume))) or os.path.lexists(self._info_path(volume))
+        return any(os.path.lexists(p) for p in (self._path(self.base_name(volume)), self._info_path(volume),
+                                                self._new_path(volume)))
+
+    def _partial(self, volume):
+        """True when only the new file of an unfinished create or clone is there."""
+        return (os.path.lexists(self._new_path(volume)) and not os.path.lexists(self._path(self.base_name(volume)))
+                and not os.path.lexists(self._info_path(volume)))
 
     def _check_member(self, volume, filename, what):
         """Refuse a file name that is not a plain name of this volume's layout."""
@@ -181,9 +250,76 @@ class NfsBackend(Backend):
             raise ChainError('Volume %s: %s %r does not follow the layout volume-%s[.<snapshot>]; refused.'
                              % (volume, what, filename, volume))
 
+    def _read_meta(self, volume):
+        """Our metadata of ``volume``, every value checked for its type; {} when there is none."""
+        path = self._meta_path(volume)
+        meta = read_json(path, 'Metadata file', ChainError)
+        if meta is None:
+            return {}
+        name = os.path.basename(path)
+
+        def refuse(what):
+            raise ChainError('Volume %s: metadata file %s %s; refused.' % (volume, name, what))
+
+        if not isinstance(meta, dict):
+            refuse('is not a JSON object')
+        if not isinstance(meta.get('created'), (str, type(None))):
+            refuse('has a "created" that is not a string')
+        if meta.get('status') is not None and meta['status'] not in STATUSES:
+            refuse('has an unknown status %r' % (meta['status'],))
+        if meta.get('format') is not None and meta['format'] not in FORMATS:
+            refuse('records an unknown format %r' % (meta['format'],))
+        origin = meta.get('origin')
+        if origin is not None and not (isinstance(origin, dict) and isinstance(origin.get('volume'), str)
+                                       and isinstance(origin.get('snapshot'), (str, type(None)))):
+            refuse('has an "origin" that is not {"volume": name, "snapshot": name or null}')
+        snapshots = meta.get('snapshots')
+        if snapshots is None:
+            return meta
+        if not isinstance(snapshots, dict):
+            refuse('has "snapshots" that is not a JSON object')
+        for key, entry in snapshots.items():
+            if not is_valid_name(key):
+                refuse('names snapshot %r, which is not a valid snapshot name' % (key,))
+            if not isinstance(entry, dict):
+                refuse('has an entry for snapshot %s that is not a JSON object' % key)
+            if entry.get('status') not in (None, 'creating', 'pending_delete'):
+                refuse('has an unknown status %r for snapshot %s' % (entry.get('status'), key))
+            for field in ('created', 'file', 'into'):
+                if not isinstance(entry.get(field), (str, type(None))):
+                    refuse('has a "%s" of snapshot %s that is not a string' % (field, key))
+        return meta
+
+    def _base_format(self, volume, meta, declared, above):
+        """The base file's format: recorded at creation, else declared by the overlay above it.
+
+        A volume without a record was written by Cinder. Its base is raw when it
+        has no qcow2 header (Cinder writes raw or qcow2 only); with a qcow2
+        header and nothing that declares it, the header may be a raw guest's
+        data, so the format cannot be decided and the volume is refused.
+        """
+        base = self.base_name(volume)
+        recorded = meta.get('format')
+        if recorded is not None:
+            if declared is not None and declared != recorded:
+                raise ChainError('Volume %s: %s declares backing format %r but %s is recorded as %s; refused.'
+                                 % (volume, above, declared, base, recorded))
+            return recorded
+        if declared is not None:
+            if declared not in FORMATS:
+                raise ChainError('Volume %s: %s declares backing format %r, which is not raw or qcow2; refused.'
+                                 % (volume, above, declared))
+            return declared
+        if not has_qcow2_magic(self._path(base)):
+            return 'raw'
+        raise ChainError('Volume %s: the format of %s cannot be decided safely: none is recorded, %s, and its qcow2 '
+                         'header may have been written by the guest of a raw volume; refused.'
+                         % (volume, base, '%s declares no backing format' % above if above else 'no overlay declares it'))
+
     def load(self, volume):
         """Read and validate ``volume``'s whole chain. Runs no command."""
         info = read_json(self._info_path(volume), 'Info file', ChainError)
+        meta = self._read_meta(volume)
         if info is None:
             active, snapshot_files = self.base_name(volume), {}
         else:
@@ -200,31 +336,35 @@ class NfsBackend(Backend):
                 snapshot_files[key] = value
         self._check_member(volume, active, 'active file')
 
-        headers, seen, current = [], set(), active
+        base = self.base_name(volume)
+        headers, seen, current, declared = [], set(), active, None
         while True:
             if current in seen:
                 raise ChainError('Volume %s: the backing chain loops at %s; refused.' % (volume, current))
             if len(headers) >= MAX_CHAIN:
                 raise ChainError('Volume %s: the backing chain is longer than %d files; refused.' % (volume, MAX_CHAIN))
             seen.add(current)
-            header = read_header(self._path(current))
+            above = os.path.basename(headers[-1].path) if headers else None
+            if current == base:
+                fmt = self._base_format(volume, meta, declared, above)
+            else:
+                fmt = OVERLAY_FORMAT
+                if declared not in (None, fmt):
+                    raise ChainError('Volume %s: %s declares backing format %r but the overlay %s is %s; refused.'
+                                     % (volume, above, declared, current, fmt))
+            header = read_header(self._path(current), fmt)
             headers.append(header)
             if header.backing_file is None:
                 break
             self._check_member(volume, header.backing_file, 'backing file of %s' % current)
+            declared = header.backing_format
             current = header.backing_file
         headers.reverse()
 
         names = [os.path.basename(h.path) for h in headers]
-        if names[0] != self.base_name(volume):
+        if names[0] != base:
             raise ChainError('Volume %s: the chain ends at %s instead of the base file %s; refused.'
-                             % (volume, names[0], self.base_name(volume)))
-        for lower, upper in zip(headers, headers[1:]):
-            declared = upper.backing_format
-            if declared is not None and declared != lower.format:
-                raise ChainError('Volume %s: %s declares backing format %r but %s is %s; refused.'
-                                 % (volume, os.path.basename(upper.path), declared, os.path.basename(lower.path),
-                                    lower.format))
+                             % (volume, names[0], base))
         position = dict((name, i) for i, name in enumerate(names))
         owners = {}
         for key, filename in snapshot_files.items():
@@ -236,21 +376,51 @@ class NfsBackend(Backend):
                                  % (volume, owners[filename], key, filename))
             owners[filename] = key
         ordered = dict(sorted(snapshot_files.items(), key=lambda item: position[item[1]]))
-        meta = read_json(self._meta_path(volume), 'Metadata file', ChainError) or {}
-        if not isinstance(meta, dict):
-            raise ChainError('Volume %s: metadata file is not a JSON object.' % volume)
         return Chain(volume, headers, info, ordered, meta)
 
-    def _load_or_error(self, volume):
+    def _records(self, volume):
+        """``(Volume, [Snapshot])`` of ``volume``, read under a shared lock; a broken volume is status error."""
         try:
-            return self.load(volume), None
-        except ChainError as exc:
-            return None, exc.message
+            with self._reading(volume):
+                if self._partial(volume):
+                    return self._partial_record(volume), []
+                try:
+                    chain = self.load(volume)
+                except OSError as exc:
+                    raise ChainError(os_error(exc, 'Volume %s: reading' % volume, exc.filename or '').message)
+                except ChainError as exc:
+                    return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message)
+        except StorageError as exc:  # the lock file itself is refused, or a writer holds it too long
+            return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message)
+        return self._volume_record(volume, chain), self._snapshot_records(volume, chain)
 
-    def _volume_record(self, volume, chain, error):
-        if error:
-            return Volume(name=volume, backend=self.name, status='error',
-                          details={'directory': self.directory, 'reason': error})
+    def _partial_record(self, volume):
+        new = os.path.basename(self._new_path(volume))
+        return Volume(name=volume, backend=self.name, status='creating', details={
+            'directory': self.directory, 'files': [new],
+            'reason': 'only %s exists, the partial file of a create or clone that did not finish' % new})
+
+    def _error_record(self, volume, reason):
+        return Volume(name=volume, backend=self.name, status='error',
+                      details={'directory': self.directory, 'reason': reason})
+
+    def _error_snapshots(self, volume, reason):
+        """The snapshots of a volume whose chain cannot be read: named by the info file, else by our metadata."""
+        keys = None
+        for path, what in ((self._info_path(volume), 'Info file'), (self._meta_path(volume), 'Metadata file')):
+            try:
+                found = read_json(path, what, ChainError)
+            except (ChainError, OSError):
+                continue
+            if what == 'Metadata file' and isinstance(found, dict):
+                found = found.get('snapshots')
+            if isinstance(found, dict):
+                keys = sorted(k for k in found if k != 'active' and isinstance(k, str))
+                break
+        return [Snapshot(name=key, volume=volume, backend=self.name, status='error', details={'reason': reason})
+                for key in (keys if keys is not None else [None])]
+
+    def _volume_record(self, volume, chain):
         meta = chain.meta
         details = {
             'directory': self.directory,
@@ -265,19 +435,11 @@ class NfsBackend(Backend):
                       size=chain.active.virtual_size, created=meta.get('created'),
                       origin=meta.get('origin'), details=details)
 
-    def _snapshot_records(self, volume, chain, error):
-        if error:
-            try:
-                info = read_json(self._info_path(volume), 'Info file', ChainError)
-            except ChainError:
-                info = None
-            keys = sorted(k for k in info if k != 'active') if isinstance(info, dict) else []
-            return [Snapshot(name=key, volume=volume, backend=self.name, status='error',
-                             details={'reason': error}) for key in keys]
+    def _snapshot_records(self, volume, chain):
         records, parent = [], None
         known = chain.meta.get('snapshots') or {}
         for name, filename in chain.snapshots.items():
-            image = chain.point_in_time(name)
+            image = chain.files[chain.point_in_time(name)]
             meta = known.get(name) or {}
             # An overlay is mapped in the info file only once it is complete, so a
             # leftover "creating" mark from an interrupted run means available.
@@ -291,7 +453,7 @@ class NfsBackend(Backend):
             parent = name
         # A delete cut off after the info file dropped the snapshot is still pending.
         for name, meta in sorted(known.items()):
-            if name not in chain.snapshots and (meta or {}).get('status') == 'pending_delete':
+            if name not in chain.snapshots and meta.get('status') == 'pending_delete':
                 records.append(Snapshot(name=name, volume=volume, backend=self.name, status='pending_delete',
                                         created=meta.get('created'),
                                         details={'file': meta.get('file'), 'image': None, 'image_format': None}))
@@ -299,44 +461,60 @@ class NfsBackend(Backend):
 
     def list_volumes(self, name=None):
         names = [name] if name is not None else self._volume_names()
-        records = []
-        for volume in names:
-            if name is not None and not self._exists(volume):
-                continue
-            chain, error = self._load_or_error(volume)
-            records.append(self._volume_record(volume, chain, error))
-        return records
+        return [self._records(volume)[0] for volume in names if self._exists(volume)]
 
     def read_volume(self, name):
         if not self._exists(name):
             return None, []
-        chain, error = self._load_or_error(name)
-        return self._volume_record(name, chain, error), self._snapshot_records(name, chain, error)
+        return self._records(name)
 
     def list_snapshots(self, volume=None):
         names = [volume] if volume is not None else self._volume_names()
         records = []
         for name in names:
-            if not self._exists(name):
-                continue
-            chain, error = self._load_or_error(name)
-            records.extend(self._snapshot_records(name, chain, error))
+            if self._exists(name):
+                records.extend(self._records(name)[1])
         return records
 
+    # -- predictions (what a create will return; only creation knows "created") ---------
+
+    def predict_volume(self, predicted):
+        base, fmt = self.base_name(predicted.name), predicted.details['format']
+        return predicted.replace(details={
+            'directory': self.directory, 'base_file': base, 'active_file': base, 'format': fmt,
+            'active_format': fmt, 'files': [base], 'info_file': None})
+
+    def predict_snapshot(self, predicted, volume, snapshots):
+        in_chain = [s.name for s in snapshots if s.details.get('image') is not None]
+        return predicted.replace(parent=in_chain[-1] if in_chain else None, details={
+            'file': '%s.%s' % (self.base_name(volume.name), predicted.name),
+            'image': volume.details['active_file'], 'image_format': volume.details['active_format']})
+
+    # -- preflight checks (read only) -------------------------------------------------
+
     def check_rewritable(self, volume, verb=None):
+        """Refuse when another process holds a file that ``verb`` rewrites or removes.
+
+        QEMU locks each image it opens, backing files included; the lock test
+        runs no command and takes no lock. A snapshot or a grow rewrites the
+        active file; a delete rewrites or removes any file of the chain.
+        """
         if volume.status == 'error':
             raise ChainError(volume.details['reason'])
-        active = self._path(volume.details['active_file'])
-        # qemu-img takes the image lock on open; a running QEMU holding the
-        # image makes this read fail, which is how "attached" is detected.
-        result = self.runner.run(['qemu-img', 'info', '-f', volume.details['active_format'], '--output=json', active],
-                                 check=False)
-        if result.rc != 0:
-            if 'lock' in result.stderr:
-                raise InUseError('Volume %s is in use: another process holds the image lock on %s, so its chain is '
-                                 'not rewritten.' % (volume.name, volume.details['active_file']),
-                                 stderr=result.stderr)
-            raise command_error(result, 'Reading image %s failed' % volume.details['active_file'])
+        if volume.status == 'creating' and 'active_file' not in volume.details:
+            files = [f for f in volume.details['files'] if stat.S_ISREG(os.lstat(self._path(f)).st_mode)]
+        elif verb in ('delete_volume', 'delete_snapshot'):
+            files = volume.details['files']
+        else:
+            files = [volume.details['active_file']]
+        for filename in files:
+            try:
+                pid = holder(self._path(filename))
+            except OSError as exc:
+                raise os_error(exc, 'Volume %s: testing' % volume.name, filename)
+            if pid is not None:
+                raise InUseError('Volume %s is in use: %s holds the image lock on %s, so its chain is not rewritten.'
+                                 % (volume.name, 'process %d' % pid if pid > 0 else 'another process', filename))
 
     # -- changes ----------------------------------------------------------------------
 
@@ -349,28 +527,63 @@ class NfsBackend(Backend):
     def _write_info(self, volume, info):
         write_json_atomic(self._info_path(volume), info)
 
-    def _publish_new(self, volume, origin):
-        self._write_meta(volume, {'created': now_utc(), 'origin': origin, 'snapshots': {}})
-        os.rename(self._new_path(volume), self._path(self.base_name(volume)))
+    def _discard(self, path, inode):
+        """Remove ``path`` if it is still the file this run created."""
+        if same_file(path, inode):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
+    def _written(self, path, inode):
+        if not same_file(path, inode):
+            raise StorageError('File %s was replaced while this run wrote it; it is left alone.'
+                               % os.path.basename(path))
+
+    def _make_new(self, name, fmt, origin, fill):
+        """Create ``volume-<name>.stratum.new`` exclusively, ``fill`` it, record it, then rename it into place.
+
+        On any failure the new file is removed; a killed run leaves it listed
+        as status creating, removed by state=absent.
+        """
+        path = self._new_path(name)
+        inode = create_exclusive(path)
+        try:
+            fill(path)
+            self._written(path, inode)
+            self._write_meta(name, {'created': now_utc(), 'origin': origin, 'snapshots': {}, 'format': fmt})
+            os.rename(path, self._path(self.base_name(name)))
+        except BaseException:
+            self._discard(path, inode)
+            raise
+
+    @_sentences
     def create_volume(self, name, size, fmt):
-        self._qemu_img('create', '-q', '-f', fmt, self._new_path(name), str(size))
-        self._publish_new(name, None)
+        self._make_new(name, fmt, None, lambda path: self._qemu_img('create', '-q', '-f', fmt, path, str(size)))
 
+    @_sentences
     def clone_volume(self, name, source, snapshot, size, fmt):
         chain = self.load(source)
-        image = chain.point_in_time(snapshot) if snapshot else chain.active
-        target = self._new_path(name)
-        self._qemu_img('convert', '-q', '-f', image.format, '-O', fmt, image.path, target)
-        if size > image.virtual_size:
-            self._qemu_img('resize', '-q', '-f', fmt, target, str(size))
-        self._publish_new(name, {'volume': source, 'snapshot': snapshot})
+        files = chain.files[:chain.point_in_time(snapshot) + 1] if snapshot else chain.files
+        image = files[-1]
 
+        def fill(path):
+            self._qemu_img('convert', '-q', '--image-opts', image_opts(files), '-O', fmt, path)
+            if size > image.virtual_size:
+                self._qemu_img('resize', '-q', '--image-opts', 'driver=%s,file.filename=%s'
+                               % (fmt, path.replace(',', ',,')), str(size))
+        self._make_new(name, fmt, {'volume': source, 'snapshot': snapshot}, fill)
+
+    @_sentences
     def extend_volume(self, name, size):
-        active = self.load(name).active
-        self._qemu_img('resize', '-q', '-f', active.format, active.path, str(size))
+        chain = self.load(name)
+        self._qemu_img('resize', '-q', '--image-opts', image_opts(chain.files), str(size))
 
+    @_sentences
     def delete_volume(self, name):
+        if self._partial(name):
+            os.unlink(self._new_path(name))
+            return
         chain = self.load(name)
         for path in (self._info_path(name), self._meta_path(name)):
             if os.path.lexists(path):
@@ -381,25 +594,34 @@ class NfsBackend(Backend):
         for entry in os.listdir(self.directory):
             if entry.startswith(prefix) and (is_valid_name(entry[len(prefix):]) or entry == prefix + 'stratum.new'):
                 os.unlink(self._path(entry))
-        if os.path.lexists(self._lock_path(name)):
-            os.unlink(self._lock_path(name))
 
+    @_sentences
     def create_snapshot(self, volume, name):
         chain = self.load(volume)
         overlay = '%s.%s' % (self.base_name(volume), name)
+        path = self._path(overlay)
         meta = chain.meta
         snapshots = meta.setdefault('snapshots', {})
         if overlay in chain.names:
             raise ChainError('Volume %s: file %s is already part of its chain; use another snapshot name.'
                              % (volume, overlay))
-        if os.path.lexists(self._path(overlay)) and (snapshots.get(name) or {}).get('status') is None:
-            raise StorageError('File %s already exists and is not part of volume %s; remove it or use another '
-                               'snapshot name.' % (overlay, volume))
+        if os.path.lexists(path):
+            # what an interrupted create of this snapshot left: a regular file with our "creating" mark
+            if (snapshots.get(name) or {}).get('status') != 'creating' or not stat.S_ISREG(os.lstat(path).st_mode):
+                raise StorageError('File %s already exists and was not left by this module for volume %s; remove '
+                                   'it or use another snapshot name.' % (overlay, volume))
+            os.unlink(path)
         snapshots[name] = {'created': now_utc(), 'status': 'creating'}
         self._write_meta(volume, meta)
         active = chain.active
-        self._qemu_img('create', '-q', '-f', 'qcow2', '-F', active.format, '-b', os.path.basename(active.path),
-                       self._path(overlay))
+        inode = create_exclusive(path)
+        try:
+            self._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-F', active.format,
+                           '-b', os.path.basename(active.path), path, str(active.virtual_size))
+            self._written(path, inode)
+        except BaseException:
+            self._discard(path, inode)
+            raise
         info = dict(chain.info or {})
         info[name] = overlay
         info['active'] = overlay
@@ -407,11 +629,30 @@ class NfsBackend(Backend):
         del snapshots[name]['status']
         self._write_meta(volume, meta)
 
+    def _check_space(self, volume, name, overlay, below):
+        """Refuse before anything is marked when the share cannot hold what the commit may write."""
+        needed = os.lstat(overlay.path).st_blocks * 512 + COMMIT_MARGIN
+        fs = os.statvfs(self.directory)
+        free = fs.f_bavail * fs.f_frsize
+        if free < needed:
+            raise StorageError('Volume %s: deleting snapshot %s commits up to %d bytes into %s, but the share has only '
+                               '%d bytes of free space; nothing was changed.'
+                               % (volume, name, needed, os.path.basename(below.path), free))
+
+    def _repair_leaks(self, files):
+        """``qemu-img check -r leaks`` on the top of ``files``: a commit cut off half-way can leak clusters."""
+        if files[-1].format == 'qcow2':
+            self._qemu_img('check', '-q', '-r', 'leaks', '--image-opts', image_opts(files),
+                           error='Repairing leaked clusters of %s failed' % os.path.basename(files[-1].path))
+
+    @_sentences
     def delete_snapshot(self, volume, name):
         """Delete ``name``; every step leaves a chain that validates, so a cut-off run is finished by the next.
 
-        1. mark the snapshot pending_delete in our metadata (with its file);
+        0. check the free space (the probe for held files ran before), so a refusal marks nothing;
+        1. mark the snapshot pending_delete in our metadata (with its file and the file below);
         2. commit its overlay into the image below (which then holds the next point in time);
+           finishing a delete that was cut off repairs leaked clusters of the image below;
         3. drop it from the info file (``active`` moves down if the overlay was active);
         4. rebase the overlay above, if any, onto the image below;
         5. remove the overlay and the metadata entry.
@@ -420,12 +661,19 @@ class NfsBackend(Backend):
         chain = self.load(volume)
         meta = chain.meta
         entries = meta.setdefault('snapshots', {})
+        entry = entries.get(name) or {}
+        resuming = entry.get('status') == 'pending_delete'
         if name in chain.snapshots:
             overlay = chain.snapshots[name]
-            below = chain.files[chain.index(overlay) - 1]
-            entries[name] = dict(entries.get(name) or {}, status='pending_delete', file=overlay)
+            position = chain.index(overlay)
+            below = chain.files[position - 1]
+            if not resuming:
+                self._check_space(volume, name, chain.files[position], below)
+            entries[name] = dict(entry, status='pending_delete', file=overlay, into=os.path.basename(below.path))
             self._write_meta(volume, meta)
-            self._qemu_img('commit', '-q', '-f', 'qcow2', '-d', self._path(overlay))
+            self._qemu_img('commit', '-q', '-d', '--image-opts', image_opts(chain.files[:position + 1]))
+            if resuming:
+                self._repair_leaks(chain.files[:position])
             info = dict(chain.info)
             del info[name]
             if info['active'] == overlay:
@@ -433,10 +681,13 @@ class NfsBackend(Backend):
             self._write_info(volume, info)
             chain = self.load(volume)
         else:
-            overlay = (entries.get(name) or {}).get('file')
+            overlay = entry.get('file')
             self._check_member(volume, overlay, 'file of snapshot %s being deleted' % name)
             if overlay == self.base_name(volume):
                 raise ChainError('Volume %s: snapshot %s being deleted names the base file; refused.' % (volume, name))
+            into = entry.get('into')
+            if into in chain.names:
+                self._repair_leaks(chain.files[:chain.index(into) + 1])
         if overlay in chain.names:
             position = chain.index(overlay)
             if position + 1 >= len(chain.files):
@@ -444,7 +695,7 @@ class NfsBackend(Backend):
                                  % (volume, overlay, name))
             below = chain.files[position - 1]
             above = chain.files[position + 1]
-            self._qemu_img('rebase', '-q', '-u', '-f', 'qcow2', '-F', below.format,
+            self._qemu_img('rebase', '-q', '-u', '-f', OVERLAY_FORMAT, '-F', below.format,
                            '-b', os.path.basename(below.path), above.path)
         if os.path.lexists(self._path(overlay)):
             os.unlink(self._path(overlay))

@@ -9,6 +9,7 @@ name is seen and refused, never followed.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -38,24 +39,53 @@ class ImageHeader:
         self.mtime = mtime
 
 
-def read_header(path):
-    """Return the ``ImageHeader`` of ``path``.
-
-    The file must be a regular file (not a symlink). A file that starts with the
-    qcow2 magic is qcow2; anything else is raw. A qcow2 image with an external
-    data file is refused.
-    """
+def _open(path):
+    """Open ``path`` for reading: a regular file, never through a link, never blocking."""
     name = os.path.basename(path)
     try:
-        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ChainError('Image file %s does not exist.' % name)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise ChainError('Image file %s is not a regular file (symlinks and devices are refused).' % name)
+        raise ChainError('Image file %s cannot be read: %s.' % (name, exc.strerror))
+    info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
         raise ChainError('Image file %s is not a regular file (symlinks and devices are refused).' % name)
-    with open(path, 'rb') as handle:
+    return os.fdopen(fd, 'rb'), info
+
+
+def has_qcow2_magic(path):
+    """True when ``path`` starts with the qcow2 magic.
+
+    Only a hint: a guest of a raw volume can write these bytes, so a format is
+    never decided from this alone.
+    """
+    handle, _info = _open(path)
+    with handle:
+        return handle.read(4) == QCOW2_MAGIC
+
+
+def read_header(path, fmt):
+    """Return the ``ImageHeader`` of ``path``, read as format ``fmt`` (``raw`` or ``qcow2``).
+
+    The format comes from the caller (our record, or what the chain declares),
+    never from the content. The file must be a regular file (not a symlink). A
+    raw image is not read at all; a qcow2 image must carry the qcow2 magic, and
+    one with an external data file is refused.
+    """
+    name = os.path.basename(path)
+    handle, info = _open(path)
+    with handle:
+        if fmt == 'raw':
+            return ImageHeader(path, 'raw', info.st_size, mtime=info.st_mtime)
+        if fmt != 'qcow2':
+            raise ChainError('Image file %s has format %r, which is not raw or qcow2.' % (name, fmt))
         head = handle.read(512)
         if head[:4] != QCOW2_MAGIC:
-            return ImageHeader(path, 'raw', info.st_size, mtime=info.st_mtime)
+            raise ChainError('Image file %s should be qcow2 but has no qcow2 header.' % name)
         if len(head) < 72:
             raise ChainError('Image file %s has a truncated qcow2 header.' % name)
         (version, backing_offset, backing_size, cluster_bits, virtual_size) = struct.unpack('>IQIIQ', head[4:32])
