@@ -14,6 +14,7 @@ options:
         Cinder's NFS driver lays them out (C(volume-<name>), C(volume-<name>.<snapshot>), C(volume-<name>.info)).
       - Give exactly one of O(nfs.share) and O(nfs.path).
       - Requires C(qemu-img) on the managed host.
+      - Give it only with O(backend=nfs); a dict for a backend other than O(backend) is an error.
     type: dict
     suboptions:
       share:

@@ -31,7 +31,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._files import (
     create_exclusive, file_lock, holder, os_error, read_json, same_file, write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
-from ansible_collections.stratum.storage.plugins.module_utils._runner import command_error
 from ansible_collections.stratum.storage.plugins.module_utils._schema import (
     STATUSES, Snapshot, Volume, iso_utc, now_utc)
 

@@ -19,7 +19,8 @@ description:
     the next overlay up (if any) onto that file and removes the overlay.
   - On O(backend=nfs) the whole backing chain is validated before anything is written. A backing file that is
     absolute, outside the directory or not named by the layout, a loop, or a qcow2 external data file is
-    refused and nothing is modified. A volume whose image a running process holds (an attached QEMU) is refused.
+    refused and nothing is modified. A running process that holds the active file (an attached QEMU) makes a
+    snapshot fail; one that holds any file of the chain makes a delete fail, before anything is written.
   - While a delete runs, the snapshot lists with status V(pending_delete); an interrupted delete is finished by
     running O(state=absent) again.
   - On O(backend=lvm) a thick volume gets a COW snapshot of O(lvm.snapshot_size) and a thin volume a thin

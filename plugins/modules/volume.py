@@ -15,8 +15,9 @@ description:
     ever shrunk.
   - A volume that has snapshots is deleted only with O(force=true), which deletes its snapshots with it.
   - On O(backend=nfs) a volume is the file C(volume-<name>) and the qcow2 overlays of its snapshots; growing a
-    volume that has snapshots grows its active overlay. A running process that holds the image lock (an attached
-    QEMU) makes every change that rewrites the chain fail before it starts.
+    volume that has snapshots grows its active overlay. A running process that holds the active file (an attached
+    QEMU) makes a grow fail, and one that holds any file of the chain makes a delete fail, before anything is
+    written. The base image's format is recorded at creation and never read from image content.
   - On O(backend=lvm) a volume is a thick LV, or a thin LV when O(lvm.thin_pool) is set, and C(details.path)
     is its block device. A thick volume that has snapshots cannot be grown (LVM grows a thick origin only while it is
     inactive). An inactive volume is activated.
