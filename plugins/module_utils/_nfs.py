@@ -580,8 +580,10 @@ class NfsBackend(Backend):
 
     @_sentences
     def delete_volume(self, name):
-        if self._partial(name):
-            os.unlink(self._new_path(name))
+        if self._partial(name):  # a killed create or clone may also have written our metadata
+            for path in (self._new_path(name), self._meta_path(name)):
+                if os.path.lexists(path):
+                    os.unlink(path)
             return
         chain = self.load(name)
         for path in (self._info_path(name), self._meta_path(name)):

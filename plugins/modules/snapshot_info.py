@@ -56,7 +56,10 @@ snapshots:
   elements: dict
   contains:
     name:
-      description: Snapshot name.
+      description:
+        - Snapshot name.
+        - Null in the one record of status V(error) that stands for a volume whose snapshots cannot be read
+          (O(backend=nfs) with an unreadable info file and no metadata naming them).
       type: str
       returned: success
       sample: nightly-2026-11-21
