@@ -35,12 +35,12 @@ TAG = 'stratum_'
 VOLUME_PREFIX = 'volume-'
 LVS_FIELDS = ('lv_name', 'lv_size', 'lv_attr', 'lv_tags', 'lv_uuid', 'segtype', 'origin', 'origin_size', 'pool_lv',
               'data_percent', 'snap_percent', 'lv_active', 'lv_snapshot_invalid', 'lv_merging', 'vg_extent_size')
-VG_NAME_RE = re.compile(r'^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$')
+VG_NAME_RE = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]*')
 # Substrings LVM keeps for its own hidden LVs; an LV name containing one is refused by LVM.
 RESERVED_SUBSTRINGS = ('_cdata', '_cmeta', '_corig', '_cpool', '_cvol', '_mimage', '_mlog', '_pmspare', '_rimage',
                        '_rmeta', '_tdata', '_tmeta', '_vdata', '_vdo', '_vorigin', '_wcorig')
 DM_NAME_MAX = 127
-PERCENT_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*%\s*$')
+PERCENT_RE = re.compile(r'\s*(\d+(?:\.\d+)?)\s*%\s*')
 TIME_FORMAT = '%Y%m%dT%H%M%S.%fZ'
 
 
@@ -115,7 +115,7 @@ class LvmBackend(ListingBackend):
 
     def connect(self, apply):
         for what, value in (('volume group', self.vg), ('thin pool', self.thin_pool)):
-            if value is not None and (not VG_NAME_RE.match(value) or value in ('.', '..')):
+            if value is not None and (not VG_NAME_RE.fullmatch(value) or value in ('.', '..')):
                 raise InvalidInputError('LVM %s name %r is invalid: use letters, digits and "+_.-", not starting '
                                         'with "-".' % (what, value))
         self.snapshot_request(1)  # validates lvm.snapshot_size before anything runs
@@ -127,7 +127,7 @@ class LvmBackend(ListingBackend):
         if value is None:
             return None
         if isinstance(value, str) and '%' in value:
-            match = PERCENT_RE.match(value)
+            match = PERCENT_RE.fullmatch(value)
             if not match or float(match.group(1)) <= 0:
                 raise InvalidInputError('lvm.snapshot_size %r is not a percentage of the origin such as 25%%.'
                                         % (value,))

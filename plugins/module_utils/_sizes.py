@@ -9,7 +9,7 @@ import re
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError
 
 _UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40, 'P': 1 << 50}
-_SIZE_RE = re.compile(r'^(\d+(?:\.\d+)?)\s*(?:([KMGTP])(iB|B)?|(B))?$', re.IGNORECASE)
+_SIZE_RE = re.compile(r'(\d+(?:\.\d+)?)\s*(?:([KMGTP])(iB|B)?|(B))?', re.IGNORECASE)
 
 
 def parse_size(value, what='size'):
@@ -26,7 +26,7 @@ def parse_size(value, what='size'):
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     elif isinstance(value, str):
-        match = _SIZE_RE.match(value.strip())
+        match = _SIZE_RE.fullmatch(value.strip())
         if not match:
             raise InvalidInputError(
                 '%s %r is not a size; give bytes or a number with K, M, G, T or P (binary units), such as 10G.'

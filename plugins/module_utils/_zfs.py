@@ -32,8 +32,8 @@ SIZE_PROPERTIES = ('volblocksize', 'refreservation', 'reservation', 'quota', 're
 OWN_PROPERTIES = ('volsize', 'origin', STATUS_PROPERTY)
 DEFAULT_VOLBLOCKSIZE = 16384
 DATASET_MAX = 255
-DATASET_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$')
-PROPERTY_RE = re.compile(r'^[a-z][a-z0-9_.:-]*$')
+DATASET_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*')
+PROPERTY_RE = re.compile(r'[a-z][a-z0-9_.:-]*')
 
 
 def property_value(name, value):
@@ -62,10 +62,10 @@ class ZfsBackend(ListingBackend):
     # -- configuration ------------------------------------------------------------------
 
     def connect(self, apply):
-        if not isinstance(self.parent, str) or not DATASET_RE.match(self.parent):
+        if not isinstance(self.parent, str) or not DATASET_RE.fullmatch(self.parent):
             raise InvalidInputError('zfs.parent %r is not a dataset name such as tank/volumes.' % (self.parent,))
         for name, value in sorted((self.config.get('properties') or {}).items()):
-            if not PROPERTY_RE.match(name):
+            if not PROPERTY_RE.fullmatch(name):
                 raise InvalidInputError('ZFS property name %r is invalid.' % (name,))
             if name in OWN_PROPERTIES:
                 raise InvalidInputError('ZFS property %s is managed by the module itself (use size for volsize); '
