@@ -1,47 +1,67 @@
 #!/usr/bin/env bash
 # The test-host stage of `make test`: boot two test hosts, check what they promise each
-# other, run the integration targets there - over a real NFS mount on testhost1 and on
-# LVM and ZFS on testhost2, at the same time - then the molecule scenarios. The hosts
-# are stopped by pid on every exit, also when a step fails.
+# other, then at the same time:
+#   testhost1: the nfs_share target over a real NFS mount (testhost2 reads the chain
+#              through testhost1's forward), the zfs_backend target, and the molecule
+#              scenarios on the host that is already up;
+#   testhost2: the lvm_backend target.
+# Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
+# The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${BIN:?BIN must name the virtualenv bin directory}" "${COLLECTIONS:?COLLECTIONS must name the installed collection path}"
 
 harness=(python3 tests/testhost/testhost.py)
-stage_start=$(date +%s)
 trap '"${harness[@]}" down' EXIT
 
 export PATH="$BIN:$PATH" ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS" ANSIBLE_ROLES_PATH="$PWD/tests/integration/targets"
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+inventory=.testhost/inventory.yml
 
-"${harness[@]}" up --hosts 2
-ansible -i .testhost/inventory.yml all -m ping
-ansible-playbook -i .testhost/inventory.yml tests/testhost/peers.yml
-
-# Each run's lines carry its name; both run to the end, and the stage fails if either failed.
-run_targets() {
-  local label=$1 playbook=$2 start rc=0
-  start=$(date +%s)
-  ansible-playbook -i .testhost/inventory.yml "$playbook" 2>&1 | sed -u "s/^/[$label] /" || rc=$?
-  echo "testhost: integration targets, $label: $(( $(date +%s) - start )) s, exit $rc"
+# timed NAME COMMAND...: runs COMMAND and adds a row to the stage table.
+timed() {
+  local name=$1 t rc=0
+  shift
+  t=$(date +%s)
+  "$@" || rc=$?
+  echo "testhost: $name: $(( $(date +%s) - t )) s, exit $rc"
+  if [ -n "${STRATUM_STAGE_TIMES:-}" ]; then
+    printf '  %s\t%d\t%s\n' "$name" $(( $(date +%s) - t )) "$([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)")" \
+      >> "$STRATUM_STAGE_TIMES"
+  fi
   return "$rc"
 }
+
+
+host1() {
+  timed "testhost1: nfs_share" ansible-playbook -i "$inventory" tests/testhost/nfs.yml
+  timed "testhost1: zfs_backend" ansible-playbook -i "$inventory" tests/testhost/block.yml \
+    -e testhost_block_host=testhost1 -e '{"testhost_block_targets": ["zfs_backend"]}'
+  local scenario
+  for scenario in extensions/molecule/*/molecule.yml; do
+    scenario=$(basename "$(dirname "$scenario")")
+    STRATUM_TESTHOST_REUSE=testhost1 timed "testhost1: molecule $scenario" molecule test -s "$scenario"
+  done
+}
+
+host2() {
+  timed "testhost2: lvm_backend" ansible-playbook -i "$inventory" tests/testhost/block.yml \
+    -e testhost_block_host=testhost2 -e '{"testhost_block_targets": ["lvm_backend"]}'
+}
+
+# Both hosts' lines carry the host's name; both run to the end, and the stage fails if
+# either failed.
+"${harness[@]}" up --hosts 2
+timed "peers check (ping, SSH and NFS between the hosts)" ansible-playbook -i "$inventory" tests/testhost/peers.yml
 step=$(date +%s)
-run_targets nfs tests/testhost/integration.yml & nfs_pid=$!
-run_targets lvm-zfs tests/testhost/block.yml & block_pid=$!
+host1 2>&1 | sed -u 's/^/[testhost1] /' & host1_pid=$!
+host2 2>&1 | sed -u 's/^/[testhost2] /' & host2_pid=$!
 failed=0
-wait "$nfs_pid" || failed=1
-wait "$block_pid" || failed=1
-echo "testhost: integration targets on both hosts: $(( $(date +%s) - step )) s"
+wait "$host1_pid" || failed=1
+wait "$host2_pid" || failed=1
+echo "testhost: both hosts: $(( $(date +%s) - step )) s"
 if [ "$failed" -ne 0 ]; then
-  echo "testhost: integration targets failed (see the [nfs] and [lvm-zfs] lines above)" >&2
+  echo "testhost: a test on the test hosts failed (see the [testhost1] and [testhost2] lines above)" >&2
   exit 1
 fi
-"${harness[@]}" down
-
-step=$(date +%s)
-for scenario in extensions/molecule/*/molecule.yml; do
-  molecule test -s "$(basename "$(dirname "$scenario")")"
-done
-echo "testhost: molecule: $(( $(date +%s) - step )) s"
-echo "testhost: whole test-host stage: $(( $(date +%s) - stage_start )) s"
+timed "stop the hosts" "${harness[@]}" down

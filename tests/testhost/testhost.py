@@ -53,9 +53,11 @@ IMAGE_SIZE = '4G'
 EXTRA_DISKS = 2
 EXTRA_DISK_SIZE = '2G'
 MEMORY_MB = 2048
-CPUS = 2
+CPUS = int(os.environ.get('STRATUM_TESTHOST_CPUS') or 2)  # vCPUs per host
 SSH_TIMEOUT = 600
 KVM_PROBE_TIMEOUT = 90
+KVM_CONSOLE_TIMEOUT = 20  # seconds a KVM guest may stay silent before the probe gives up
+KVM_DEVICE = '/dev/kvm'
 PEER_ADDRESS = '10.0.2.2'  # QEMU user-mode networking's address of this machine's loopback
 
 
@@ -163,6 +165,7 @@ def build_image(force: bool = False) -> Path:
     target = image_dir()
     if (target / 'ready').exists() and not force:
         log('image %s is cached at %s' % (recipe_hash(), target))
+        record_stage('test-host image (cached)', 0)
         return target
     if os.geteuid() != 0:
         raise HarnessError('building the test-host image needs root (debootstrap, chroot, mount)')
@@ -208,6 +211,7 @@ def build_image(force: bool = False) -> Path:
             shutil.rmtree(target)
         work.rename(target)
     except BaseException:
+        record_stage('test-host image build', time.monotonic() - started, 'FAILED')
         log('image build failed; last lines of %s:' % build_log)
         with contextlib.suppress(OSError):
             print(''.join(open(build_log, errors='replace').readlines()[-40:]), file=sys.stderr)
@@ -218,6 +222,7 @@ def build_image(force: bool = False) -> Path:
             shutil.rmtree(work, ignore_errors=True)
         raise
     log('image build took %.0f s' % (time.monotonic() - started))
+    record_stage('test-host image build', time.monotonic() - started)
     return target
 
 
@@ -237,30 +242,61 @@ def ensure_key() -> str:
 
 
 def accelerator(image: Path) -> str:
-    """KVM where a probe boot showed it works here, else TCG; the answer is cached per machine."""
+    """KVM where a probe boot showed it works here, else TCG; the answer is cached per machine.
+
+    Any failure of the probe (QEMU refusing to start under KVM, a guest that prints
+    nothing, a guest that does not answer SSH in time) means TCG: the probe never fails
+    the caller.
+    """
     forced = os.environ.get('STRATUM_TESTHOST_ACCEL')
     if forced in ('kvm', 'tcg'):
         return forced
-    if not os.access('/dev/kvm', os.R_OK | os.W_OK):
+    if not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
         return 'tcg'
     probe = cache_root() / ('kvm-probe-%s' % image.name)
     if probe.exists():
         return probe.read_text().strip()
     log('probing whether KVM boots the test-host kernel here (up to %d s)' % KVM_PROBE_TIMEOUT)
-    result = 'tcg'
+    started = time.monotonic()
+    result, reason = 'tcg', ''
     try:
-        hosts = start_hosts(image, 1, 'kvm', prefix='probe')
-        try:
-            wait_for_ssh(hosts, KVM_PROBE_TIMEOUT)
-            result = 'kvm'
-        except HarnessError:
-            pass
-        finally:
-            stop_hosts()
+        hosts = start_hosts(image, 1, 'kvm', prefix='probe', quiet=False)
+        wait_for_console(hosts[0], KVM_CONSOLE_TIMEOUT)
+        wait_for_ssh(hosts, KVM_PROBE_TIMEOUT)
+        result = 'kvm'
+    except (HarnessError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
+        try:
+            stop_hosts()
+        except HarnessError as exc:
+            log('after the KVM probe: %s' % exc)
+        probe.parent.mkdir(parents=True, exist_ok=True)
         probe.write_text(result + '\n')
-    log('accelerator: %s' % result)
+        record_stage('KVM probe (%s)' % result, time.monotonic() - started)
+    log('accelerator: %s%s' % (result, (' (KVM: %s)' % reason) if reason else ''))
     return result
+
+
+def wait_for_console(host: dict, timeout: float) -> None:
+    """A kernel that runs prints to the serial console within seconds; one that hangs prints nothing."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not alive(host['pid']):
+            raise HarnessError('%s (pid %d) exited while booting' % (host['name'], host['pid']))
+        with contextlib.suppress(OSError):
+            if os.path.getsize(host['serial']) > 0:
+                return
+        time.sleep(0.5)
+    raise HarnessError('%s printed nothing on its serial console within %d s' % (host['name'], timeout))
+
+
+def record_stage(name: str, seconds: float, status: str = 'ok') -> None:
+    """Add a row to the stage table of `make test` (the file named by STRATUM_STAGE_TIMES)."""
+    table = os.environ.get('STRATUM_STAGE_TIMES')
+    if table:
+        with open(table, 'a') as out:
+            out.write('%s\t%.0f\t%s\n' % (name, seconds, status))
 
 
 def ssh_argv(port: int) -> list[str]:
@@ -268,7 +304,7 @@ def ssh_argv(port: int) -> list[str]:
             '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', 'root@127.0.0.1']
 
 
-def start_hosts(image: Path, count: int, accel: str, prefix: str = 'testhost') -> list[dict]:
+def start_hosts(image: Path, count: int, accel: str, prefix: str = 'testhost', quiet: bool = True) -> list[dict]:
     pubkey = ensure_key()
     RUN.mkdir(parents=True, exist_ok=True)
     hosts = []
@@ -283,8 +319,8 @@ def start_hosts(image: Path, count: int, accel: str, prefix: str = 'testhost') -
             drives += ['-drive', 'file=%s,if=virtio,format=qcow2,cache=unsafe' % path]
         host = {'name': name, 'ssh_port': free_port(), 'nfs_port': free_port(),
                 'serial': str(RUN / ('%s.serial.log' % name)), 'pidfile': str(RUN / ('%s.pid' % name))}
-        cmdline = 'console=ttyS0 root=/dev/vda rw quiet stratum.hostname=%s stratum.sshkey=%s' % (
-            name, base64.b64encode(pubkey.encode()).decode())
+        cmdline = 'console=ttyS0 root=/dev/vda rw %sstratum.hostname=%s stratum.sshkey=%s' % (
+            'quiet ' if quiet else '', name, base64.b64encode(pubkey.encode()).decode())
         accel_args = ['-accel', 'kvm', '-cpu', 'host'] if accel == 'kvm' else ['-accel', 'tcg,thread=multi']
         argv = (['qemu-system-x86_64', '-name', name] + accel_args +
                 ['-smp', str(CPUS), '-m', str(MEMORY_MB), '-nodefaults', '-display', 'none',
@@ -344,6 +380,8 @@ def write_inventory(hosts: list[dict]) -> None:
              '    ansible_ssh_private_key_file: %s' % KEY,
              '    ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null',
              '    ansible_ssh_pipelining: true',
+             '    ansible_ssh_args: -o ControlMaster=auto -o ControlPersist=900s',
+             '    ansible_ssh_use_tty: false',
              '    ansible_python_interpreter: /usr/bin/python3',
              '    testhost_disks: [/dev/vdb, /dev/vdc]',
              '    testhost_peer_address: %s' % PEER_ADDRESS,
@@ -422,8 +460,10 @@ def cmd_up(args) -> None:
         wait_for_ssh(hosts, SSH_TIMEOUT)
         write_inventory(hosts)
     except BaseException:
+        record_stage('boot %d host(s), %s' % (args.hosts, accel), time.monotonic() - boot, 'FAILED')
         stop_hosts()
         raise
+    record_stage('boot %d host(s), %s' % (args.hosts, accel), time.monotonic() - boot)
     log('boot to SSH: %.0f s; whole start: %.0f s; inventory: %s'
         % (time.monotonic() - boot, time.monotonic() - started, INVENTORY))
 

@@ -181,12 +181,26 @@ def test_thin_snapshot_is_created_active():
     (dict(THICK, name='x' * 128, size='8M'), 'too long'),
     (dict(THICK, name='v', size='8M', format='qcow2'), 'format raw only'),
     (dict(backend='lvm', lvm={'vg': '-bad'}, name='v', size='8M'), 'volume group name'),
+    (dict(backend='lvm', lvm={'vg': 'vg0\n'}, name='v', size='8M'), 'volume group name'),
     (dict(backend='lvm', lvm={'vg': 'vg0', 'snapshot_size': '150 %x'}, name='v', size='8M'), 'percentage'),
 ])
 def test_bad_input_runs_nothing(args, text):
     host = lvs_host([POOL])
     result = run_canned(volume, args, host)
     assert result['failed'] and text in result['msg'], result
+    assert host.commands == []
+
+
+# The bad input that the test hosts once ran against a real volume group: each fails with
+# one sentence before any command (the canned host records every command it is asked).
+@pytest.mark.parametrize('module, args', [(volume, dict(THICK, name=name, size='8M'))
+                                          for name in ('a;b', '../x', 'a b', '-x', 'a_tdata', 'v\n')] +
+                         [(volume, dict(THICK, name='sized', size=size)) for size in ('-1', '10X', 0, 'abc')] +
+                         [(snapshot, dict(THIN, volume='t', name=name)) for name in ('a.b', 'a;b', '')])
+def test_bad_names_and_sizes_are_one_sentence_and_run_nothing(module, args):
+    host = lvs_host([POOL])
+    result = run_canned(module, args, host)
+    assert result['failed'] and '\n' not in result['msg'].strip() and result['msg'].endswith('.'), result
     assert host.commands == []
 
 

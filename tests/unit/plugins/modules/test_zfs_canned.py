@@ -180,6 +180,9 @@ def test_datasets_outside_the_layout_are_not_listed():
     (dict(ZFS, name='a@b', size='8M'), 'invalid'),
     (dict(ZFS, name='v', size='8M', format='qcow2'), 'format raw only'),
     (dict(backend='zfs', zfs={'parent': 'tank//x'}, name='v', size='8M'), 'zfs.parent'),
+    (dict(backend='zfs', zfs={'parent': PARENT + '\n'}, name='v', size='8M'), 'zfs.parent'),
+    (dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'compression\n': 'lz4'}}, name='v', size='8M'),
+     'property name'),
     (dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'volsize': '1G'}}, name='v', size='8M'),
      'managed by the module'),
     (dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'Bad Name': 'x'}}, name='v', size='8M'),
@@ -190,4 +193,17 @@ def test_bad_input_runs_nothing(args, text):
     host = zfs_host(base_rows())
     result = run_canned(volume, args, host)
     assert result['failed'] and text in result['msg'], result
+    assert host.commands == []
+
+
+# The bad input that the test hosts once ran against a real pool: each fails with one
+# sentence before any command.
+@pytest.mark.parametrize('module, args', [(volume, dict(ZFS, name=name, size='8M'))
+                                          for name in ('a@b', 'a/b', '../x', 'a b', 'a;b', 'v\n')] +
+                         [(volume, dict(ZFS, name='sized', size=size)) for size in ('-1', '10X', 0, 'abc')] +
+                         [(snapshot, dict(ZFS, volume='v', name=name)) for name in ('a@b', 'a/b', '')])
+def test_bad_names_and_sizes_are_one_sentence_and_run_nothing(module, args):
+    host = zfs_host(base_rows())
+    result = run_canned(module, args, host)
+    assert result['failed'] and '\n' not in result['msg'].strip() and result['msg'].endswith('.'), result
     assert host.commands == []
