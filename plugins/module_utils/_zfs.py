@@ -219,20 +219,58 @@ class ZfsBackend(ListingBackend):
         self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
                   + [self._dataset(name)], error='Creating zvol %s failed' % self._dataset(name))
 
-    def clone_volume(self, name, source, snapshot, size, fmt):
-        source_volume = self.records(self.listing(fresh=False), source)[0]
-        if not snapshot:
-            snapshot = CLONE_SNAPSHOT_PREFIX + name
-            self._zfs(['snapshot', self._dataset(source, snapshot)],
-                      error='Taking snapshot %s for the clone failed' % self._dataset(source, snapshot))
+    def _clone_properties(self, name, source_volume):
+        """The properties a clone of ``source_volume`` is made with; refuse what ZFS would refuse.
+
+        A clone keeps its source's volblocksize, so another one is refused here,
+        before any command runs.
+        """
         properties = dict(self.properties)
-        have = source_volume[0].details['volblocksize'] if source_volume else None
         wanted = properties.pop('volblocksize', None)
+        have = source_volume.details.get('volblocksize') if source_volume is not None else None
         if wanted is not None and have is not None and int(wanted) != have:
             raise InvalidInputError('A clone keeps the volblocksize of its source (%d), so volblocksize=%s cannot '
                                     'be set on volume %s.' % (have, wanted, name))
-        self._zfs(['clone'] + self._options(properties) + [self._dataset(source, snapshot), self._dataset(name)],
-                  error='Cloning %s into %s failed' % (self._dataset(source, snapshot), self._dataset(name)))
+        return properties
+
+    def predict_volume(self, predicted):
+        """A new volume as a create or a clone will make it; a clone that ZFS would refuse is refused here."""
+        origin = predicted.origin or {}
+        source = None
+        if origin.get('volume'):
+            found = self.records(self.listing(fresh=False), origin['volume'])[0]
+            source = found[0] if found else None
+            properties = self._clone_properties(predicted.name, source)
+            volblocksize = source.details['volblocksize'] if source is not None else None
+        else:
+            properties = dict(self.properties)
+            volblocksize = int(properties.setdefault('volblocksize', str(DEFAULT_VOLBLOCKSIZE)))
+        dataset = self._dataset(predicted.name)
+        return predicted.replace(details={
+            'dataset': dataset, 'path': '/dev/zvol/%s' % dataset, 'guid': None, 'volblocksize': volblocksize,
+            'used': None, 'referenced': None, 'sparse': self.sparse if source is None else True, 'format': 'raw',
+            'properties': dict((p, properties.get(p, self.properties.get(p))) for p in sorted(self.properties))})
+
+    def clone_volume(self, name, source, snapshot, size, fmt):
+        found = self.records(self.listing(fresh=False), source)
+        source_volume = found[0][0] if found[0] else None
+        properties = self._clone_properties(name, source_volume)
+        made = None
+        if not snapshot:
+            # The implicit snapshot is named after the clone, so a retry finds and reuses it.
+            snapshot = CLONE_SNAPSHOT_PREFIX + name
+            if not any(s.name == snapshot for s in found[1].get(source, [])):
+                made = self._dataset(source, snapshot)
+                self._zfs(['snapshot', made], error='Taking snapshot %s for the clone failed' % made)
+        try:
+            self._zfs(['clone'] + self._options(properties) + [self._dataset(source, snapshot), self._dataset(name)],
+                      error='Cloning %s into %s failed' % (self._dataset(source, snapshot), self._dataset(name)))
+        except StorageError:
+            if made is not None:
+                # Best effort: the clone failed, so the snapshot made for it has no dependant.
+                self.runner.run(['zfs', 'destroy', made], check=False)
+                self.forget()
+            raise
         current = self.read_volume(name)[0]
         if current is not None and current.size < size:
             self.extend_volume(name, size)

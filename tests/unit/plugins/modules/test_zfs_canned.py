@@ -207,3 +207,75 @@ def test_bad_names_and_sizes_are_one_sentence_and_run_nothing(module, args):
     result = run_canned(module, args, host)
     assert result['failed'] and '\n' not in result['msg'].strip() and result['msg'].endswith('.'), result
     assert host.commands == []
+
+
+# A clone that ZFS would refuse is refused before any command; a failed clone leaves
+# nothing behind, and a clone-<name> snapshot left by an earlier run is reused.
+@pytest.mark.parametrize('check', [False, True])
+def test_clone_with_another_volblocksize_is_refused_before_any_command(check):
+    host = zfs_host(base_rows())
+    args = dict(backend='zfs', zfs={'parent': PARENT, 'properties': {'volblocksize': '8K'}},
+                name='c', source_volume='v')
+    result = run_canned(volume, args, host, check=check)
+    assert result['failed'] and 'keeps the volblocksize of its source (16384)' in result['msg'], result
+    assert host.commands == listings(host)
+
+
+def test_failed_clone_removes_the_snapshot_it_made_and_a_retry_succeeds():
+    rows = base_rows()
+    made = []
+
+    def snapshot_cmd(argv):
+        rows.append(row(argv[-1], 'snapshot', 32 * MIB, 20))
+        made.append(argv[-1])
+        return 0, '', ''
+
+    def destroy(argv):
+        rows[:] = [r for r in rows if r[0]['name'] != argv[-1]]
+        return 0, '', ''
+
+    failing = zfs_host(rows, snapshot=snapshot_cmd, destroy=destroy,
+                       clone=lambda argv: (1, '', "cannot create 'tank/volumes/c': out of space"))
+    result = run_canned(volume, dict(ZFS, name='c', source_volume='v'), failing)
+    assert result['failed'] and 'out of space' in result['msg'], result
+    assert made == [PARENT + '/v@clone-c']
+    assert ['zfs', 'destroy', PARENT + '/v@clone-c'] in failing.commands
+    assert not any(r[0]['name'].endswith('@clone-c') for r in rows)
+
+    def clone(argv):
+        rows.append(row(argv[-1], 'volume', 32 * MIB, 21, origin=argv[-2]))
+        return 0, '', ''
+
+    retry = zfs_host(rows, snapshot=snapshot_cmd, clone=clone)
+    result = run_canned(volume, dict(ZFS, name='c', source_volume='v'), retry)
+    assert not result['failed'] and result['changed'], result
+    assert result['volume']['origin'] == {'volume': 'v', 'snapshot': 'clone-c'}
+
+
+def test_clone_reuses_a_clone_snapshot_left_by_an_earlier_run():
+    rows = base_rows() + [row(PARENT + '/v@clone-c', 'snapshot', 32 * MIB, 13)]
+
+    def clone(argv):
+        rows.append(row(argv[-1], 'volume', 32 * MIB, 21, origin=argv[-2]))
+        return 0, '', ''
+
+    host = zfs_host(rows, clone=clone)
+    result = run_canned(volume, dict(ZFS, name='c', source_volume='v'), host)
+    assert not result['failed'] and result['changed'], result
+    changes = [c for c in host.commands if c[:2] != ['zfs', 'list']]
+    assert changes == [['zfs', 'clone', '-o', 'compression=lz4', PARENT + '/v@clone-c', PARENT + '/c']]
+
+
+def test_check_mode_predicts_the_clone_as_the_real_run_lists_it():
+    rows = base_rows()
+
+    def clone(argv):
+        rows.append(row(argv[-1], 'volume', 32 * MIB, 21, origin=argv[-2], refreservation='none'))
+        return 0, '', ''
+
+    args = dict(ZFS, name='c', source_volume='v', source_snapshot='s1')
+    predicted = run_canned(volume, args, zfs_host(list(rows)), check=True)['volume']
+    real = run_canned(volume, args, zfs_host(rows, clone=clone))['volume']
+    for key in ('dataset', 'path', 'volblocksize', 'sparse', 'format', 'properties'):
+        assert predicted['details'][key] == real['details'][key], key
+    assert predicted['size'] == real['size'] and predicted['origin'] == real['origin']
