@@ -22,7 +22,7 @@ demo: system-deps venv install
 test:
 	scripts/run-tests
 
-test-fast: system-deps venv-test install docs-check sanity units integration harness bench lint changelog-lint
+test-fast: system-deps venv-test install docs-check sanity units integration harness py-compat bench lint changelog-lint
 	@echo "All checks that need no test host passed."
 
 # Test hosts (tests/testhost/): Debian VMs under QEMU with real LVM, ZFS and NFS.
@@ -92,6 +92,14 @@ integration: venv-test ansible-test-cache collection-copy
 # The test-host harness itself (tests/testhost/testhost.py), with a fake QEMU: no guest boots.
 harness: venv-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testhost/test_testhost.py
+
+# Code that runs on managed hosts must run on Python 3.8 (README): vermin fails on anything
+# that needs a newer Python. Two findings need none: hashlib.md5(usedforsecurity=...) is tried
+# and falls back on TypeError (_nfs.py), and vermin takes float.is_integer (_sizes.py) for
+# int.is_integer (3.12).
+.PHONY: py-compat
+py-compat: venv-test
+	$(BIN)/vermin --target=3.8- --violations --no-tips --exclude 'hashlib.md5(usedforsecurity)' --exclude int.is_integer plugins/
 
 # Prints listing figures (5,000 ZFS snapshots, 1,000 LVs); a figure, not a timed assertion.
 bench: venv-test collection-copy

@@ -1,6 +1,16 @@
 # Copyright: stratum.storage contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
+"""The backend selection every module shares.
+
+The ``backend`` choices are the names in the backend registry
+(``module_utils/_registry.py``), and every module lists each backend's own
+fragment ``_<name>`` after this one; tests/unit/plugins/module_utils/test_registry.py
+holds the registry, these choices, those lists and the argument spec equal.
+ansible-test reads doc fragments as literal YAML, so neither can be built from the
+registry.
+"""
+
 from __future__ import annotations
 
 

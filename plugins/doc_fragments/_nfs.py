@@ -34,4 +34,9 @@ options:
       mount_options:
         description: Options passed to C(mount -o) when mounting O(nfs.share), for example C(vers=4.2).
         type: str
+notes:
+  - On O(backend=nfs) the C(details) of a volume are C(directory), C(base_file), C(active_file), C(format),
+    C(active_format), C(files) (the chain from base to active) and C(info_file); those of a snapshot are C(file)
+    (the overlay the info file maps the snapshot to), C(image) (its backing file, which holds the point-in-time
+    content) and C(image_format). A record in status V(error) adds C(reason).
 '''

@@ -9,24 +9,80 @@ looks at check mode: the manager decides what to change and whether to apply.
 from __future__ import annotations
 
 import abc
+import enum
 from contextlib import contextmanager
+from typing import NamedTuple, Optional
+
+
+class Verb(str, enum.Enum):
+    """Every backend call a plan can hold; each names a method declared on ``Backend``."""
+
+    CREATE_VOLUME = 'create_volume'
+    CLONE_VOLUME = 'clone_volume'
+    EXTEND_VOLUME = 'extend_volume'
+    DELETE_VOLUME = 'delete_volume'
+    CREATE_SNAPSHOT = 'create_snapshot'
+    DELETE_SNAPSHOT = 'delete_snapshot'
+    ACTIVATE = 'activate'
+    SET_PROPERTIES = 'set_properties'
 
 
 class Action:
-    """One backend call of a plan, with the volumes it rewrites or reads (checked first)."""
+    """One backend call of a plan, with the volumes it rewrites or reads (checked first).
+
+    ``verb`` is a ``Verb`` (or its value); anything else is refused here, so a plan
+    can only hold calls that every backend declares.
+    """
 
     def __init__(self, verb, description, rewrites=(), reads=(), **kwargs):
-        self.verb = verb
+        self.verb = Verb(verb).value
         self.description = description
         self.checks = list(rewrites) + list(reads)
         self.kwargs = kwargs
+
+    def apply(self, backend):
+        """Call the declared ``Backend`` method of this verb on ``backend``."""
+        return getattr(backend, self.verb)(**self.kwargs)
 
     def __repr__(self):
         return 'Action(%s, %r)' % (self.verb, self.kwargs)
 
 
+class Settings(NamedTuple):
+    """What ``Backend.plan_settings`` gives: the actions that apply the backend options, and the record after them.
+
+    ``predicted`` None means "the record as it was read".
+    """
+
+    actions: tuple = ()
+    predicted: Optional[object] = None
+
+
 class Backend(abc.ABC):
-    """Volumes and snapshots on one storage system."""
+    """Volumes and snapshots on one storage system.
+
+    What the manager calls, and in which order, within one module run:
+
+    1. ``__init__(runner, config)`` parses and validates the backend's dict
+       option; bad configuration raises ``InvalidInputError`` here, before any
+       command runs.
+    2. ``validate_volume_name`` / ``validate_snapshot_name``, then ``connect``.
+    3. Planning: ``read_volume`` of the volume (and of a clone's source), then,
+       for the records that read returned, ``allocation_unit``, ``plan_settings``,
+       ``predict_deleted_snapshot`` and, for a record that a plan creates,
+       ``predict_volume`` / ``predict_snapshot``.
+    4. With a change to apply and not in check mode: ``lock`` of the volumes
+       concerned; inside it, step 3 again, then ``check_rewritable`` for every
+       record an action rewrites or reads, then the actions' ``Verb`` methods in
+       plan order, then ``read_volume`` for the result. In check mode step 3 is
+       followed by ``check_rewritable`` only.
+
+    So every call after a ``read_volume`` in the same run (and, in a change,
+    under the same lock) may reuse what that read found: ``ListingBackend``
+    keeps its listing for this, and LVM takes the extent size from it instead
+    of running ``vgs``. A backend must still answer correctly when called
+    without such a read (it then reads for itself).
+    """
 
     #: the value of the ``backend`` option that selects this class
     name = None
@@ -37,6 +93,7 @@ class Backend(abc.ABC):
     deferred_delete = False
 
     def __init__(self, runner, config):
+        """Keep ``runner``; subclasses parse and validate ``config`` (the backend's dict option) here."""
         self.runner = runner
         self.config = config
 
@@ -83,16 +140,34 @@ class Backend(abc.ABC):
         """Refuse snapshot names that are valid in general but not on this backend."""
 
     def plan_settings(self, record):
-        """Return ``(actions, predicted)`` that bring ``record`` (a volume or snapshot) to the backend options.
+        """Return the ``Settings`` that bring ``record`` (a volume or snapshot) to the backend options.
 
         Settings are what the backend dict asks of every volume besides its size
-        (ZFS properties, an LV that must be active); the default has none.
+        (ZFS properties, an LV that must be active); the default has none. Its
+        actions use the ``Verb`` methods below (``activate``, ``set_properties``).
         """
-        return [], record
+        return Settings((), record)
 
     def predict_deleted_snapshot(self, snapshot):
         """Return what a delete of ``snapshot`` leaves listed: None, or a ``pending_delete`` record."""
         return None
+
+    def predict_volume(self, predicted):
+        """Return the volume that ``create_volume`` or ``clone_volume`` will make, as far as it is known now.
+
+        ``predicted`` has the uniform keys; a backend fills in its ``details``.
+        Only what creation alone can know (``created``) stays null. A clone that
+        the backend would refuse may be refused here, before any command. The
+        default keeps ``predicted``.
+        """
+        return predicted
+
+    def predict_snapshot(self, predicted, volume, snapshots):
+        """Return the snapshot that ``create_snapshot`` will make of ``volume`` (with ``snapshots``).
+
+        The default keeps ``predicted``.
+        """
+        return predicted
 
     # -- preflight checks (read only) -------------------------------------------------
 
@@ -125,6 +200,22 @@ class Backend(abc.ABC):
     def delete_snapshot(self, volume, name):
         """Delete snapshot ``name`` of ``volume``, keeping every other point in time."""
 
+    # Settings verbs: only a backend whose ``plan_settings`` plans them implements them.
+
+    def activate(self, volume, snapshot=None):
+        """Make ``volume`` (or its ``snapshot``) usable on this host, for example an inactive LV active.
+
+        Planned only by a backend's own ``plan_settings``; the default refuses.
+        """
+        raise NotImplementedError('The %s backend has nothing to activate.' % self.name)
+
+    def set_properties(self, name, properties):
+        """Set ``properties`` (name -> value, in the form the backend lists them) on volume ``name``.
+
+        Planned only by a backend's own ``plan_settings``; the default refuses.
+        """
+        raise NotImplementedError('The %s backend has no properties to set.' % self.name)
+
 
 class ListingBackend(Backend):
     """A backend that reads everything from one listing command.
@@ -132,7 +223,9 @@ class ListingBackend(Backend):
     Subclasses implement ``records``; reading one volume, all volumes or all
     snapshots is then one listing each. The last listing is kept until the next
     change (``forget``), so a change applied right after the manager's read under
-    the lock does not list again.
+    the lock does not list again: the change verbs, ``check_rewritable`` and
+    ``predict_volume`` read ``listing(fresh=False)``, which is the manager's
+    read of step 3 (see ``Backend``), or a new listing when there is none.
     """
 
     _listing = None

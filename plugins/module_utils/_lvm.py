@@ -26,7 +26,8 @@ import datetime
 import json
 import re
 
-from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, ListingBackend, in_chain_order
+from ansible_collections.stratum.storage.plugins.module_utils._backend import (
+    Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
@@ -110,16 +111,13 @@ class LvmBackend(ListingBackend):
         self.vg = config.get('vg')
         self.thin_pool = config.get('thin_pool')
         self._extent_size = None
-
-    # -- configuration ------------------------------------------------------------------
-
-    def connect(self, apply):
         for what, value in (('volume group', self.vg), ('thin pool', self.thin_pool)):
             if value is not None and (not VG_NAME_RE.fullmatch(value) or value in ('.', '..')):
                 raise InvalidInputError('LVM %s name %r is invalid: use letters, digits and "+_.-", not starting '
                                         'with "-".' % (what, value))
         self.snapshot_request(1)  # validates lvm.snapshot_size before anything runs
-        return []
+
+    # -- configuration ------------------------------------------------------------------
 
     def snapshot_request(self, origin_size):
         """Bytes of COW space that ``lvm.snapshot_size`` asks for, for an origin of ``origin_size``."""
@@ -254,10 +252,12 @@ class LvmBackend(ListingBackend):
 
     def plan_settings(self, record):
         if record.details.get('active') is False:
-            lv = record.details['lv']
-            return ([Action('activate', 'activate LV %s so that %s exists' % (lv, record.details['path']), lv=lv)],
-                    record.replace(details=dict(record.details, active=True)))
-        return [], record
+            names = dict(volume=record.volume, snapshot=record.name) if isinstance(record, Snapshot) else \
+                dict(volume=record.name)
+            return Settings([Action(Verb.ACTIVATE, 'activate LV %s so that %s exists'
+                                    % (record.details['lv'], record.details['path']), **names)],
+                            record.replace(details=dict(record.details, active=True)))
+        return Settings((), record)
 
     def check_rewritable(self, volume, verb=None):
         if verb != 'extend_volume' or volume.details.get('type') != 'thick':
@@ -369,5 +369,6 @@ class LvmBackend(ListingBackend):
         lv = self._lv(snapshot_lv(volume, name))
         self.change(['lvremove', '--yes', lv], error='Removing snapshot LV %s failed' % lv)
 
-    def activate(self, lv):
+    def activate(self, volume, snapshot=None):
+        lv = self._lv(snapshot_lv(volume, snapshot) if snapshot else volume_lv(volume))
         self.change(['lvchange', '-ay', '-K', lv], error='Activating LV %s failed' % lv)

@@ -124,6 +124,7 @@ class NfsBackend(Backend):
     def __init__(self, runner, config):
         super().__init__(runner, config)
         share, path = config.get('share'), config.get('path')
+        self.share, self.mount_options = share or None, config.get('mount_options') or None
         if share:
             if not _SHARE_RE.fullmatch(share):
                 raise InvalidInputError('NFS share %r is invalid: expected host:/export.' % share)
@@ -156,7 +157,7 @@ class NfsBackend(Backend):
     # -- connection and locking ---------------------------------------------------------
 
     def connect(self, apply):
-        share = self.config.get('share')
+        share = self.share
         if not share:
             if not os.path.isdir(self.directory):
                 raise StorageError('Volume directory %s does not exist.' % self.directory)
@@ -172,8 +173,8 @@ class NfsBackend(Backend):
                                'the info modules never mount).' % (share, self.directory))
         os.makedirs(self.directory, exist_ok=True)
         argv = ['mount', '-t', 'nfs']
-        if self.config.get('mount_options'):
-            argv += ['-o', self.config['mount_options']]
+        if self.mount_options:
+            argv += ['-o', self.mount_options]
         self.runner.run(argv + [share, self.directory], error='Mounting NFS share %s failed' % share)
         return ['mounted NFS share %s at %s' % (share, self.directory)]
 

@@ -22,14 +22,11 @@ class CommandResult:
 class CommandRunner:
     """Runs backend commands through ``AnsibleModule.run_command``.
 
-    Every command is an argv list; nothing goes through a shell. Each call is
-    recorded in ``history`` so tests (and ``-vvv`` users) can see exactly which
-    commands a run issued.
+    Every command is an argv list; nothing goes through a shell.
     """
 
     def __init__(self, module):
         self.module = module
-        self.history = []
         self._paths = {}
 
     def binary(self, name):
@@ -46,7 +43,6 @@ class CommandRunner:
         if not isinstance(argv, (list, tuple)) or not argv:
             raise TypeError('argv must be a non-empty list')
         argv = [self.binary(argv[0])] + [str(a) for a in argv[1:]]
-        self.history.append(list(argv))
         rc, out, err = self.module.run_command(argv, cwd=cwd, environ_update=C_LOCALE, check_rc=False)
         result = CommandResult(argv, rc, out, err)
         if check and rc != 0:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, ListingBackend, in_chain_order
+from ansible_collections.stratum.storage.plugins.module_utils._backend import (
+    Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
@@ -58,20 +59,17 @@ class ZfsBackend(ListingBackend):
         self.parent = config.get('parent')
         self.sparse = bool(config.get('sparse'))
         self.properties = {}
-
-    # -- configuration ------------------------------------------------------------------
-
-    def connect(self, apply):
         if not isinstance(self.parent, str) or not DATASET_RE.fullmatch(self.parent):
             raise InvalidInputError('zfs.parent %r is not a dataset name such as tank/volumes.' % (self.parent,))
-        for name, value in sorted((self.config.get('properties') or {}).items()):
+        for name, value in sorted((config.get('properties') or {}).items()):
             if not PROPERTY_RE.fullmatch(name):
                 raise InvalidInputError('ZFS property name %r is invalid.' % (name,))
             if name in OWN_PROPERTIES:
                 raise InvalidInputError('ZFS property %s is managed by the module itself (use size for volsize); '
                                         'remove it from zfs.properties.' % name)
             self.properties[name] = property_value(name, value)
-        return []
+
+    # -- configuration ------------------------------------------------------------------
 
     def _dataset(self, volume, snapshot=None):
         name = '%s/%s' % (self.parent, volume)
@@ -180,7 +178,7 @@ class ZfsBackend(ListingBackend):
 
     def plan_settings(self, record):
         if isinstance(record, Snapshot):
-            return [], record
+            return Settings((), record)
         have = record.details.get('properties', {})
         changes = {}
         for name, value in sorted(self.properties.items()):
@@ -191,11 +189,11 @@ class ZfsBackend(ListingBackend):
                                         'cannot become %s.' % (record.name, name, have.get(name), name, value))
             changes[name] = value
         if not changes:
-            return [], record
+            return Settings((), record)
         text = ', '.join('%s=%s' % item for item in sorted(changes.items()))
         predicted = record.replace(details=dict(record.details, properties=dict(have, **changes)))
-        return [Action('set_properties', 'set %s on %s' % (text, record.details['dataset']), rewrites=[record],
-                       name=record.name, properties=changes)], predicted
+        return Settings([Action(Verb.SET_PROPERTIES, 'set %s on %s' % (text, record.details['dataset']),
+                                rewrites=[record], name=record.name, properties=changes)], predicted)
 
     def predict_deleted_snapshot(self, snapshot):
         if snapshot.details.get('clones') or snapshot.details.get('holds'):

@@ -144,14 +144,8 @@ snapshot:
       sample: nightly-2026-11-20
     details:
       description:
-        - What only this backend has. On O(backend=nfs) - C(file) (the overlay the info file maps the snapshot to),
-          C(image) (its backing file, which holds the point-in-time content) and C(image_format); C(reason) when
-          RV(snapshot.status) is V(error).
-        - On O(backend=lvm) - C(lv) (C(vg/lv)), C(path) (the block device), C(uuid), C(active), C(type) (C(cow) or
-          C(thin)), C(usage_percent), C(cow_size) for a COW snapshot, and C(reason) when the status is V(error) or
-          V(pending_delete).
-        - On O(backend=zfs) - C(dataset), C(guid), C(createtxg), C(used), C(referenced), C(clones) (datasets cloned
-          from it) and C(holds) (the number of user holds).
+        - What only this backend has; the notes list its keys for each backend.
+        - C(reason), when present, explains the status.
       type: dict
       returned: success
       sample: {"file": "volume-db01-data.nightly-2026-11-21", "image": "volume-db01-data", "image_format": "raw"}

@@ -177,14 +177,8 @@ volume:
       sample: {"volume": "db01-data", "snapshot": "nightly-2026-11-20"}
     details:
       description:
-        - What only this backend has. On O(backend=nfs) - C(directory), C(base_file), C(active_file), C(format),
-          C(active_format), C(files) (the chain from base to active) and C(info_file); C(reason) when
-          RV(volume.status) is V(error).
-        - On O(backend=lvm) - C(lv) (C(vg/lv)), C(path) (the block device), C(uuid), C(active), C(type) (C(thick)
-          or C(thin)), C(thin_pool) and C(format) (always C(raw)).
-        - On O(backend=zfs) - C(dataset), C(path) (the C(/dev/zvol) device), C(guid), C(volblocksize), C(used),
-          C(referenced), C(sparse), C(format) (always C(raw)) and C(properties) (the values of O(zfs.properties)
-          as ZFS reports them).
+        - What only this backend has; the notes list its keys for each backend.
+        - C(reason), when present, explains the status.
       type: dict
       returned: success
       sample: {"directory": "/srv/volumes", "base_file": "volume-db01-data", "active_file": "volume-db01-data",

@@ -8,17 +8,21 @@ import shutil
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _require_qemu_tools():
-    # The backend tests use the real tools; `make test` installs them, so their
-    # absence is an error, never a reason to skip.
+@pytest.fixture
+def qemu_tools():
+    """The real qemu-img and qemu-io, for tests that drive them.
+
+    `make test` installs them, so their absence is an error, never a reason to
+    skip. Tests on canned output, the planners and the registry do not ask for them.
+    """
     for tool in ('qemu-img', 'qemu-io'):
         if shutil.which(tool) is None:
             pytest.fail('%s is not installed; run the tests with `make test`, which installs qemu-utils.' % tool)
 
 
 @pytest.fixture
-def voldir(tmp_path):
+def voldir(tmp_path, qemu_tools):
+    """A directory for the NFS backend; its tests use the real qemu tools."""
     directory = tmp_path / 'volumes'
     directory.mkdir()
     return directory

@@ -120,12 +120,21 @@ def test_hostile_chain_is_refused_untouched(voldir, tmp_path, corrupt, module, a
 @pytest.mark.parametrize('corrupt', HOSTILE)
 def test_hostile_chain_lists_as_error(voldir, tmp_path, corrupt):
     directory = setup_volume(voldir)
+    # a healthy neighbour, which must list as it is
+    assert run_module(volume, nfs_args(voldir, name='ok', size='1M'))['changed']
+    assert run_module(snapshot, nfs_args(voldir, volume='ok', name='k1'))['changed']
     corrupt(directory, tmp_path)
     before = tree_state(directory)
     volumes = run_module(volume_info, nfs_args(voldir))['volumes']
     listed = dict((v['name'], v) for v in volumes)
     assert listed['v']['status'] == 'error' and listed['v']['details']['reason']
-    assert all(v['status'] == 'available' for name, v in listed.items() if name != 'v')
+    others = dict((name, v['status']) for name, v in listed.items() if name != 'v')
+    assert others == dict({'ok': 'available'}, **({'w': 'available'} if corrupt is other_volume else {})), others
     snaps = run_module(snapshot_info, nfs_args(voldir))
-    assert not snaps['failed'] and all(s['status'] == 'error' for s in snaps['snapshots'])
+    assert not snaps['failed']
+    of_v = [s for s in snaps['snapshots'] if s['volume'] == 'v']
+    assert of_v, 'volume v has a snapshot, so its listing holds at least one record'
+    assert [s['status'] for s in of_v] == ['error'] * len(of_v) and all(s['details'].get('reason') for s in of_v), of_v
+    assert [(s['volume'], s['name'], s['status']) for s in snaps['snapshots'] if s['volume'] != 'v'] == \
+        [('ok', 'k1', 'available')]
     assert tree_state(directory) == before

@@ -27,10 +27,16 @@ def row(name, kind, volsize, txg, extra=None, **values):
 
 
 def zfs_host(rows, properties=('compression',), **answers):
-    """A host whose ``zfs list`` prints ``rows`` in the columns the command asks for."""
+    """A host whose ``zfs list`` prints ``rows`` in the columns the command asks for.
+
+    Any other ``zfs`` subcommand is answered by ``answers``; one without an answer
+    fails the test, as any command other than ``zfs`` does (``CannedHost``).
+    """
     def zfs(argv):
         if argv[1] != 'list':
-            return answers[argv[1]](argv) if argv[1] in answers else (1, '', 'unexpected %s' % argv[1])
+            if argv[1] not in answers:
+                raise AssertionError('unexpected command %r' % (argv,))
+            return answers[argv[1]](argv)
         assert argv[2:4] == ['-H', '-p'] and argv[-1] == PARENT
         columns = argv[argv.index('-o') + 1].split(',')
         lines = []
@@ -279,3 +285,14 @@ def test_check_mode_predicts_the_clone_as_the_real_run_lists_it():
     for key in ('dataset', 'path', 'volblocksize', 'sparse', 'format', 'properties'):
         assert predicted['details'][key] == real['details'][key], key
     assert predicted['size'] == real['size'] and predicted['origin'] == real['origin']
+
+
+@pytest.mark.parametrize('check', [False, True])
+def test_snapshot_create_is_one_zfs_snapshot(check):
+    host = zfs_host(base_rows(), snapshot=lambda argv: (0, '', ''))
+    result = run_canned(snapshot, dict(ZFS, volume='v', name='s3'), host, check=check)
+    assert result['changed'], result
+    if check:  # a real run returns the snapshot as the host lists it afterwards: this canned host does not change
+        assert result['snapshot']['parent'] == 's2'
+    writes = [c for c in host.commands if c[:2] != ['zfs', 'list']]
+    assert writes == ([] if check else [['zfs', 'snapshot', PARENT + '/v@s3']])

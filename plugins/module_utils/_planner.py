@@ -1,0 +1,136 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The planners: the change a module makes, as a pure function of current and desired state.
+
+A planner reads no storage and changes nothing. It takes the records a backend
+read (``Volume``, ``Snapshot``), the validated parameters and what the backend
+said about its own options (``Settings``), and returns ``(actions, predicted)``:
+the ``Action`` list a real run applies in order, and the record the module
+returns after them. Bad input raises ``StorageError`` (or a subclass) with one
+sentence. Running a module around a plan is ``_manager``'s job.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Settings, Verb
+from ansible_collections.stratum.storage.plugins.module_utils._errors import (
+    ChainError, InvalidInputError, StorageError)
+from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
+from ansible_collections.stratum.storage.plugins.module_utils._sizes import round_up
+
+DEFAULT_FORMAT = 'raw'
+#: no settings to apply; the prediction is the record as it was read
+NO_SETTINGS = Settings()
+
+
+def plan_volume(desired, current, snapshots, source, source_snapshot, backend, unit, settings=NO_SETTINGS):
+    """Return ``(actions, predicted)`` for the ``volume`` module.
+
+    ``desired`` holds validated parameters (``size`` in bytes or None);
+    ``current``, ``source`` and ``source_snapshot`` are records or None;
+    ``unit`` is the backend's allocation unit for the volume (or the source of a
+    clone); ``settings`` the ``Settings`` that ``Backend.plan_settings`` gave for
+    ``current``.
+    """
+    name = desired['name']
+    if desired['state'] == 'absent':
+        if current is None:
+            return [], None
+        if snapshots and not desired['force']:
+            raise StorageError('Volume %s has %d snapshot(s) (%s); delete them first, or set force=true to delete '
+                               'them with the volume.' % (name, len(snapshots), ', '.join(s.name for s in snapshots)))
+        return [Action(Verb.DELETE_VOLUME, 'delete volume %s%s' % (name, ' and its snapshots' if snapshots else ''),
+                       rewrites=[current], name=name)], None
+
+    size = round_up(desired['size'], unit) if desired['size'] is not None else None
+    if current is None:
+        fmt = desired['format'] or DEFAULT_FORMAT
+        if desired['source_volume']:
+            return _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit)
+        if size is None:
+            raise InvalidInputError('Volume %s does not exist and no size was given to create it.' % name)
+        predicted = Volume(name=name, backend=backend, status='available', size=size, details={'format': fmt})
+        return [Action(Verb.CREATE_VOLUME, 'create %s volume %s of %d bytes' % (fmt, name, size),
+                       name=name, size=size, fmt=fmt)], predicted
+
+    if current.status == 'error':
+        if size is None and desired['format'] is None:
+            return [], current
+        raise ChainError(current.details.get('reason') or 'Volume %s is in status error.' % name)
+    if current.status == 'creating':
+        raise StorageError('Volume %s is incomplete (status creating): %s; delete it with state=absent and create it '
+                           'again.' % (name, current.details.get('reason')
+                                       or 'the run that was filling it stopped before the end'))
+    if desired['format'] and desired['format'] != current.details.get('format'):
+        raise InvalidInputError('Volume %s has format %s; its format cannot be changed to %s.'
+                                % (name, current.details.get('format'), desired['format']))
+    actions, predicted = list(settings.actions), settings.predicted or current
+    if size is None:
+        return actions, predicted
+    have = round_up(current.size, unit)
+    if size < have:
+        raise InvalidInputError('Volume %s is %d bytes; shrinking it to %d bytes is refused.' % (name, have, size))
+    if size == have:
+        return actions, predicted
+    return actions + [Action(Verb.EXTEND_VOLUME, 'grow volume %s from %d to %d bytes' % (name, have, size),
+                             rewrites=[current], name=name, size=size)], predicted.replace(size=size)
+
+
+def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
+    name, source_name, snapshot_name = desired['name'], desired['source_volume'], desired['source_snapshot']
+    if source is None:
+        raise StorageError('Source volume %s of volume %s does not exist.' % (source_name, name))
+    if snapshot_name is not None and source_snapshot is None:
+        raise StorageError('Snapshot %s of source volume %s does not exist.' % (snapshot_name, source_name))
+    origin = source_snapshot or source
+    if origin.status != 'available':
+        raise StorageError('Cannot clone volume %s from %s: its status is %s.'
+                           % (name, _label(source_name, snapshot_name), origin.status))
+    source_size = round_up(origin.size, unit)
+    if size is not None and size < source_size:
+        raise InvalidInputError('Volume %s cannot be %d bytes: its source %s is %d bytes and a clone never shrinks.'
+                                % (name, size, _label(source_name, snapshot_name), source_size))
+    size = size or source_size
+    predicted = Volume(name=name, backend=backend, status='available', size=size,
+                       origin={'volume': source_name, 'snapshot': snapshot_name}, details={'format': fmt})
+    return [Action(Verb.CLONE_VOLUME, 'clone %s into new %s volume %s of %d bytes'
+                   % (_label(source_name, snapshot_name), fmt, name, size),
+                   rewrites=[], reads=[source], name=name, source=source_name,
+                   snapshot=snapshot_name, size=size, fmt=fmt)], predicted
+
+
+def _label(volume, snapshot):
+    return 'snapshot %s of volume %s' % (snapshot, volume) if snapshot else 'volume %s' % volume
+
+
+def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, settings=NO_SETTINGS, leftover=None):
+    """Return ``(actions, predicted)`` for the ``snapshot`` module.
+
+    With ``deferred_delete`` a snapshot in ``pending_delete`` counts as deleted:
+    the storage system removes it once nothing depends on it. ``settings`` is
+    the ``Settings`` that ``Backend.plan_settings`` gave for the existing snapshot; ``leftover``
+    what a delete of it leaves listed (None, or the snapshot as ``pending_delete``).
+    """
+    name, volume_name = desired['name'], desired['volume']
+    existing = next((s for s in snapshots if s.name == name), None)
+    if volume is not None and volume.status == 'error' and (existing is None or desired['state'] == 'absent'):
+        # The chain cannot be read, so neither "exists" nor "absent" can be trusted.
+        raise ChainError(volume.details.get('reason') or 'Volume %s is in status error.' % volume_name)
+    if desired['state'] == 'absent':
+        if existing is None:
+            return [], None
+        if deferred_delete and existing.status == 'pending_delete':
+            return [], existing
+        return [Action(Verb.DELETE_SNAPSHOT, 'delete snapshot %s of volume %s' % (name, volume_name),
+                       rewrites=[volume], volume=volume_name, name=name)], leftover
+    if volume is None:
+        raise StorageError('Volume %s does not exist, so snapshot %s cannot be taken.' % (volume_name, name))
+    if existing is not None:
+        if existing.status == 'pending_delete':
+            raise StorageError('Snapshot %s of volume %s is being deleted; finish that with state=absent first.'
+                               % (name, volume_name))
+        return list(settings.actions), settings.predicted or existing
+    predicted = Snapshot(name=name, volume=volume_name, backend=backend, status='available', size=volume.size,
+                         parent=snapshots[-1].name if snapshots else None)
+    return [Action(Verb.CREATE_SNAPSHOT, 'take snapshot %s of volume %s' % (name, volume_name),
+                   rewrites=[volume], volume=volume_name, name=name)], predicted

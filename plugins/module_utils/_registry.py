@@ -1,0 +1,50 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every backend, once: its class and the argument spec of its dict option.
+
+Adding a backend is one entry in ``BACKENDS``, besides the backend itself (a
+``Backend`` subclass) and the documentation of its dict option
+(``plugins/doc_fragments/_<name>.py``). Everything else derives from this
+table: the argument spec of every module (``_argspec``), the class the manager
+builds, the documented ``backend`` choices and the backend options every module
+documents (``plugins/doc_fragments/_backend.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ansible_collections.stratum.storage.plugins.module_utils._lvm import LvmBackend
+from ansible_collections.stratum.storage.plugins.module_utils._nfs import NfsBackend
+from ansible_collections.stratum.storage.plugins.module_utils._zfs import ZfsBackend
+
+
+class Registered(NamedTuple):
+    """One backend: the class that implements it and the argument spec of its dict option."""
+
+    backend: type
+    option: dict
+
+
+def _table(*entries):
+    return dict((entry.backend.name, entry) for entry in sorted(entries, key=lambda entry: entry.backend.name))
+
+
+BACKENDS = _table(
+    Registered(LvmBackend, dict(type='dict', options=dict(
+        vg=dict(type='str', required=True),
+        thin_pool=dict(type='str'),
+        snapshot_size=dict(type='raw'),
+    ))),
+    Registered(NfsBackend, dict(type='dict', options=dict(
+        share=dict(type='str'),
+        path=dict(type='path'),
+        mount_point_base=dict(type='path', default='/var/lib/stratum-storage/mnt'),
+        mount_options=dict(type='str'),
+    ), mutually_exclusive=[['share', 'path']], required_one_of=[['share', 'path']])),
+    Registered(ZfsBackend, dict(type='dict', options=dict(
+        parent=dict(type='str', required=True),
+        properties=dict(type='dict', default={}),
+        sparse=dict(type='bool', default=False),
+    ))),
+)
