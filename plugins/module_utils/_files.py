@@ -18,7 +18,8 @@ import stat
 import struct
 import tempfile
 import time
-from contextlib import contextmanager
+import hashlib
+from contextlib import ExitStack, contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
 
@@ -148,18 +149,26 @@ def same_file(path, inode):
     return stat.S_ISREG(info.st_mode) and info.st_ino == inode
 
 
-def holder(path):
+#: QEMU's image locks: byte 100 + n is held (shared) by a process that has permission bit
+#: n; bits 1 to 3 are write, write-unchanged and resize, what a writer of the image holds
+QEMU_WRITE_BYTES = (101, 3)
+
+
+def holder(path, writers_only=False):
     """The process id holding a POSIX or OFD lock on ``path`` (-1 when unknown), or None.
 
     QEMU locks every image it opens (bytes 100 and up), read-only backing files
-    too, so any lock held by another process means the image is in use. The
-    test places no lock. A path that is not a regular file is never opened.
+    too, so any lock held by another process means the image is in use. With
+    ``writers_only``, only the bytes that mean "may write this image" count:
+    reading an image that others only read is safe. The test places no lock.
+    A path that is not a regular file is never opened.
     """
     fd = open_regular(path, what='Image file')
     if fd is None:
         return None
+    start, length = QEMU_WRITE_BYTES if writers_only else (0, 0)
     try:
-        query = struct.pack('hhqqi', fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        query = struct.pack('hhqqi', fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
         answer = fcntl.fcntl(fd, fcntl.F_GETLK, query + b'\0' * (64 - len(query)))
         lock_type, _whence, _start, _length, pid = struct.unpack_from('hhqqi', answer)
     finally:
@@ -218,3 +227,62 @@ def file_lock(path, timeout, what, shared=False):
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def revalidate_directory(path):
+    """Make the next lookups in ``path`` ask the server for names another NFS client changed.
+
+    An NFS client caches lookups, also of names that did not exist; a lock revalidates
+    only the locked file. Opening the directory makes the client check the directory
+    with the server and drop what changed, so a file another host created or renamed
+    into place since is seen. On a local file system this costs one open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise os_error(exc, 'Opening volume directory', path)
+    os.close(fd)
+
+
+#: where host-local locks live (a tmpfs, emptied at boot)
+HOST_LOCK_DIR = '/run/lock/stratum-storage'
+
+
+def _host_lock_dir(base):
+    """``base``, made by this user with mode 0700; refused when it is a link, not ours or writable by others."""
+    try:
+        os.mkdir(base, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise os_error(exc, 'Making lock directory', base)
+    try:
+        info = os.lstat(base)
+    except OSError as exc:
+        raise os_error(exc, 'Reading lock directory', base)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise StorageError('Lock directory %s is not a directory of this user that only it can write; '
+                           'remove it so that it is made again.' % base)
+    return base
+
+
+def host_locks(scope, names, timeout=600, base=None):
+    """Exclusive host-local locks on ``names`` within ``scope`` (a volume group, a parent dataset).
+
+    For storage that only this host changes (LVM, ZFS): every run on the host that
+    changes a volume takes the volume's lock, so of simultaneous runs of one change
+    one makes it and the others then find it made. Locks are taken in name order,
+    so two runs that need the same two volumes cannot deadlock. Returns an
+    ``ExitStack`` that releases them.
+    """
+    directory = _host_lock_dir(base or HOST_LOCK_DIR)
+    stack = ExitStack()
+    try:
+        for name in sorted(set(names)):
+            key = '%s\0%s' % (scope, name)
+            path = os.path.join(directory, hashlib.sha256(key.encode('utf-8')).hexdigest()[:32] + '.lock')
+            stack.enter_context(file_lock(path, timeout, 'volume %s of %s' % (name, scope)))
+    except BaseException:
+        stack.close()
+        raise
+    return stack

@@ -29,6 +29,7 @@ import re
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
 
@@ -147,6 +148,10 @@ class LvmBackend(ListingBackend):
 
     def validate_snapshot_name(self, name, volume=None):
         self._check_lv_name(snapshot_lv(volume or '', name), 'Snapshot name %r' % name)
+
+    def lock(self, volumes):
+        """Host-local locks on ``volumes``: only this host changes its volume groups."""
+        return host_locks('lvm:%s' % self.vg, volumes)
 
     # -- reading ------------------------------------------------------------------------
 

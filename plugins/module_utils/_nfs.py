@@ -28,7 +28,7 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import Ba
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InUseError, InvalidInputError, StorageError)
 from ansible_collections.stratum.storage.plugins.module_utils._files import (
-    create_exclusive, file_lock, holder, os_error, read_json, same_file, write_json_atomic)
+    create_exclusive, file_lock, holder, os_error, read_json, revalidate_directory, same_file, write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
 from ansible_collections.stratum.storage.plugins.module_utils._schema import (
@@ -186,6 +186,7 @@ class NfsBackend(Backend):
                 fd = stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume))
                 stack.callback(self._unlocked, volume, fd)
                 self._locked.add(volume)
+            revalidate_directory(self.directory)  # see what runs on other hosts wrote before the lock
         except BaseException:
             stack.close()
             raise
@@ -207,7 +208,15 @@ class NfsBackend(Backend):
         """
         if volume in self._locked:
             return ExitStack()
-        return file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume, shared=True)
+        stack = ExitStack()
+        try:
+            revalidate_directory(self.directory)  # a lock file another host made is seen
+            stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume, shared=True))
+            revalidate_directory(self.directory)  # and so is what it wrote before its lock was released
+        except BaseException:
+            stack.close()
+            raise
+        return stack
 
     # -- reading ----------------------------------------------------------------------
 
@@ -493,28 +502,44 @@ class NfsBackend(Backend):
     # -- preflight checks (read only) -------------------------------------------------
 
     def check_rewritable(self, volume, verb=None):
-        """Refuse when another process holds a file that ``verb`` rewrites or removes.
+        """Refuse when another process holds a file that ``verb`` rewrites or removes, or writes one it reads.
 
         QEMU locks each image it opens, backing files included; the lock test
         runs no command and takes no lock. A snapshot or a grow rewrites the
-        active file; a delete rewrites or removes any file of the chain.
+        active file; a delete rewrites or removes any file of the chain. A clone
+        only reads: it is refused only while another process may write what it
+        reads, so a snapshot of a volume that a running guest has attached can be
+        cloned (its files are the guest's read-only backing files), and the live
+        volume of that guest cannot (the guest writes its active file).
         """
+        if isinstance(volume, Snapshot):
+            chain = self.load(volume.volume)
+            self._refuse_held(volume.volume, chain.names[:chain.point_in_time(volume.name) + 1], writers_only=True)
+            return
         if volume.status == 'error':
             raise ChainError(volume.details['reason'])
+        if verb == 'clone_volume':
+            self._refuse_held(volume.name, volume.details['files'], writers_only=True)
+            return
         if volume.status == 'creating' and 'active_file' not in volume.details:
             files = [f for f in volume.details['files'] if stat.S_ISREG(os.lstat(self._path(f)).st_mode)]
         elif verb in ('delete_volume', 'delete_snapshot'):
             files = volume.details['files']
         else:
             files = [volume.details['active_file']]
+        self._refuse_held(volume.name, files)
+
+    def _refuse_held(self, name, files, writers_only=False):
         for filename in files:
             try:
-                pid = holder(self._path(filename))
+                pid = holder(self._path(filename), writers_only)
             except OSError as exc:
-                raise os_error(exc, 'Volume %s: testing' % volume.name, filename)
+                raise os_error(exc, 'Volume %s: testing' % name, filename)
             if pid is not None:
-                raise InUseError('Volume %s is in use: %s holds the image lock on %s, so its chain is not rewritten.'
-                                 % (volume.name, 'process %d' % pid if pid > 0 else 'another process', filename))
+                raise InUseError('Volume %s is in use: %s holds the image lock on %s, so %s.'
+                                 % (name, 'process %d' % pid if pid > 0 else 'another process', filename,
+                                    'it may be writing what a clone would read' if writers_only
+                                    else 'its chain is not rewritten'))
 
     # -- changes ----------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
                        origin={'volume': source_name, 'snapshot': snapshot_name}, details={'format': fmt})
     return [Action(Verb.CLONE_VOLUME, 'clone %s into new %s volume %s of %d bytes'
                    % (_label(source_name, snapshot_name), fmt, name, size),
-                   rewrites=[], reads=[source], name=name, source=source_name,
+                   rewrites=[], reads=[source_snapshot or source], name=name, source=source_name,
                    snapshot=snapshot_name, size=size, fmt=fmt)], predicted
 
 

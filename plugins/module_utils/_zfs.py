@@ -16,6 +16,7 @@ import re
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
@@ -85,6 +86,10 @@ class ZfsBackend(ListingBackend):
 
     def validate_snapshot_name(self, name, volume=None):
         self._check_length(self._dataset(volume or '', name), 'Snapshot name %r' % name)
+
+    def lock(self, volumes):
+        """Host-local locks on ``volumes``: only this host changes its pools."""
+        return host_locks('zfs:%s' % self.parent, volumes)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 #   testhost1: the nfs_share target over a real NFS mount (testhost2 reads the chain
 #              through testhost1's forward), the zfs_backend target, and the molecule
 #              scenarios on the host that is already up;
-#   testhost2: the lvm_backend target.
+#   testhost2: the lvm_backend target, then eight simultaneous runs of one change on
+#              LVM and on ZFS (tests/testhost/race.yml).
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -47,6 +48,8 @@ host1() {
 host2() {
   timed "testhost2: lvm_backend" ansible-playbook -i "$inventory" tests/testhost/block.yml \
     -e testhost_block_host=testhost2 -e '{"testhost_block_targets": ["lvm_backend"]}'
+  ANSIBLE_FORKS=10 timed "testhost2: eight simultaneous runs (LVM, ZFS)" \
+    ansible-playbook -i "$inventory" tests/testhost/race.yml -e race_host=testhost2
 }
 
 # Both hosts' lines carry the host's name; both run to the end, and the stage fails if

@@ -588,3 +588,30 @@ def test_unreadable_info_file_lists_the_volume_as_error_in_snapshot_info(voldir)
     os.unlink(path(voldir, 'volume-v.stratum.json'))
     snaps = snapshots_of(voldir, 'v')
     assert [(s['name'], s['status']) for s in snaps] == [(None, 'error')], snaps
+
+
+# -- a read is not a rewrite: a clone of a point in time of an attached volume ---------------------
+
+def test_snapshot_of_an_attached_volume_is_cloned_and_its_live_data_is_not(voldir):
+    """A running guest writes the active file and only reads its backing files."""
+    build(voldir, ['s1', 's2'])
+    expected = image_digest(path(voldir, 'volume-v.s1'), 'qcow2', str(voldir))
+    with Holder(path(voldir, 'volume-v.s2')):
+        for check in (True, False):
+            result = ok(run_module(volume, nfs_args(voldir, name='c', source_volume='v', source_snapshot='s2'),
+                                   check=check))
+            assert result['changed']
+        live = run_module(volume, nfs_args(voldir, name='d', source_volume='v'))
+        one_sentence(live, 'is in use', 'may be writing what a clone would read')
+    assert image_digest(path(voldir, 'volume-c'), 'raw', str(voldir)) == expected
+    assert not os.path.lexists(path(voldir, 'volume-d'))
+
+
+def test_a_writer_of_a_file_below_the_point_in_time_refuses_the_clone(voldir):
+    """A process that writes a backing file (a commit by another tool) changes what the clone would read."""
+    build(voldir, ['s1', 's2'])
+    before = tree_state(str(voldir))
+    with Holder(path(voldir, 'volume-v.s1')):
+        result = run_module(volume, nfs_args(voldir, name='c', source_volume='v', source_snapshot='s2'))
+        one_sentence(result, 'is in use', 'volume-v.s1')
+    assert tree_state(str(voldir)) == before

@@ -1,0 +1,120 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Simultaneous runs of one change on LVM and ZFS: one run makes it, the others find it made.
+
+Eight forked runs share one canned host whose state is a file: a change command
+takes a while and fails, as ``zfs snapshot`` and ``lvcreate`` do, when its target
+already exists. Without the host-local lock every run lists the state before any
+of them changed it, so one run makes the change and the others fail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils import _files
+from ansible_collections.stratum.storage.plugins.modules import snapshot, volume
+from ansible_collections.stratum.storage.tests.unit.helpers import CannedHost, run_canned
+from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_lvm_canned as lvm
+from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+
+COUNT = 8
+
+
+class SharedState:
+    """Rows in a JSON file; ``change`` is atomic and refuses a target that exists."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def reset(self, rows):
+        with open(self.path, 'w') as handle:
+            json.dump(rows, handle)
+
+    def rows(self):
+        with open(self.path) as handle:
+            return json.load(handle)
+
+    def change(self, key, row):
+        time.sleep(0.3)  # a real change takes a while; every unlocked run has listed by now
+        with open(self.path, 'r+') as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            rows = json.load(handle)
+            if any(key(r) == key(row) for r in rows):
+                return 1, '', 'already exists'
+            rows.append(row)
+            handle.seek(0)
+            handle.truncate()
+            json.dump(rows, handle)
+        return 0, '', ''
+
+
+def zfs_host(state):
+    def answer(argv):
+        if argv[1] == 'snapshot':
+            return state.change(lambda r: r[0]['name'], zfs.row(argv[-1], 'snapshot', 32 << 20, 50))
+        return zfs.zfs_host([tuple(r) for r in state.rows()]).answers['zfs'](argv)
+    return CannedHost(zfs=answer)
+
+
+def lvm_host(state):
+    def lvcreate(argv):
+        name = argv[argv.index('-n') + 1]
+        return state.change(lambda r: r['lv_name'], lvm.volume_lv(name[len('volume-'):], 8 << 20))
+
+    def lvs(argv):
+        return lvm.lvs_host(state.rows()).answers['lvs'](argv)
+    return CannedHost(lvs=lvs, lvcreate=lvcreate)
+
+
+CASES = {
+    'zfs snapshot': (lambda: [list(r) for r in zfs.base_rows()], zfs_host, snapshot,
+                     dict(zfs.ZFS, volume='v', name='new')),
+    'lvm volume': (lambda: [lvm.POOL], lvm_host, volume, dict(lvm.THICK, name='new', size='8M')),
+}
+
+
+def _run(case):
+    _rows, make_host, module, args = CASES[case]
+    result = run_canned(module, args, make_host(SharedState(os.environ['STRATUM_TEST_STATE'])))
+    return bool(result.get('changed')), bool(result.get('failed')), result.get('msg')
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_eight_simultaneous_runs_of_one_change(case, tmp_path, monkeypatch):
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    monkeypatch.setenv('STRATUM_TEST_STATE', str(tmp_path / 'state.json'))
+    SharedState(str(tmp_path / 'state.json')).reset(CASES[case][0]())
+    with multiprocessing.get_context('fork').Pool(COUNT) as pool:
+        results = pool.map(_run, [case] * COUNT)
+    assert sorted(results, reverse=True) == [(True, False, None)] + [(False, False, None)] * (COUNT - 1), results
+    lock_dir = os.lstat(str(tmp_path / 'locks'))
+    assert stat.S_IMODE(lock_dir.st_mode) == 0o700
+
+
+def test_a_lock_directory_that_others_can_write_is_refused(tmp_path, monkeypatch):
+    planted = tmp_path / 'locks'
+    planted.mkdir()
+    planted.chmod(0o777)
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(planted))
+    host = zfs.zfs_host(zfs.base_rows())
+    result = run_canned(snapshot, dict(zfs.ZFS, volume='v', name='new'), host)
+    assert result['failed'] and 'only it can write' in result['msg'], result
+    assert [c[1] for c in host.commands] == ['list']
+
+
+def test_a_lock_directory_that_is_a_link_is_refused(tmp_path, monkeypatch):
+    (tmp_path / 'elsewhere').mkdir(mode=0o700)
+    os.symlink(str(tmp_path / 'elsewhere'), str(tmp_path / 'locks'))
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    host = zfs.zfs_host(zfs.base_rows())
+    result = run_canned(snapshot, dict(zfs.ZFS, volume='v', name='new'), host)
+    assert result['failed'] and 'only it can write' in result['msg'], result
+    assert os.listdir(str(tmp_path / 'elsewhere')) == []
