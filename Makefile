@@ -13,7 +13,7 @@ COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast harness test-hosts testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
+.PHONY: demo test test-fast harness test-hosts testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
@@ -37,6 +37,12 @@ testhost-up:
 
 testhost-down:
 	$(TESTHOST) down
+
+# Records real `lvs` and `zfs list` output for the canned unit tests (hosts must be up).
+testhost-record: venv-test install
+	fields=$$($(BIN)/python tests/utils/listing_columns.py); \
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i .testhost/inventory.yml \
+	  tests/testhost/record_listings.yml -e "$$fields"
 
 test-hosts: venv-test install
 	BIN=$(BIN) COLLECTIONS=$(BUILD)/collections tests/testhost/stage.sh
