@@ -126,3 +126,19 @@ def test_down_stops_every_host_by_pid(harness, monkeypatch):
     assert len(pids) == 2
     assert testhost.stop_hosts() == 2
     assert testhost.our_qemu_pids() == [] and not testhost.INVENTORY.exists()
+
+
+def test_a_boot_that_hangs_is_retried_once(harness, monkeypatch):
+    monkeypatch.setenv('STRATUM_TESTHOST_ACCEL', 'tcg')
+    calls = []
+
+    def hangs_first(hosts, timeout):
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise testhost.HarnessError('testhost1 did not answer SSH within %d s; serial log:\nsoft lockup' % timeout)
+
+    monkeypatch.setattr(testhost, 'wait_for_ssh', hangs_first)
+    testhost.cmd_up(argparse.Namespace(hosts=2))
+    assert calls == [testhost.BOOT_TIMEOUT, testhost.SSH_TIMEOUT]
+    assert [call['name'] for call in qemu_calls(harness)] == ['testhost1', 'testhost2'] * 2
+    assert len(testhost.our_qemu_pids()) == 2  # the first two were stopped before the second boot
