@@ -34,6 +34,24 @@ options:
       mount_options:
         description: Options passed to C(mount -o) when mounting O(nfs.share), for example C(vers=4.2).
         type: str
+      file_mode:
+        description:
+          - The mode, in octal, of the files of a volume this run creates.
+          - Every later file of a volume (snapshot overlays, the info file, the metadata and the lock file) gets
+            the mode, owner and group of the volume's base file, as Cinder's files do, so that a C(cinder-volume)
+            running as another user can still write them.
+          - The default is what Cinder does with C(nas_secure_file_permissions=false). Set C(0660) (and give the
+            base file to Cinder's user) for Cinder's secure mode.
+        type: str
+        default: '0666'
+      cinder_compatible:
+        description:
+          - Refuse, before any command, names that Cinder's NFS driver does not accept. Cinder names a volume's
+            files C(volume-<UUID>) and C(volume-<UUID>.<snapshot id>), and refuses the whole volume when a backing
+            file has a snapshot part other than hex digits and dashes.
+          - With C(true), volume names must be UUIDs and snapshot names hex digits and dashes (snapshot UUIDs).
+        type: bool
+        default: false
 notes:
   - On O(backend=nfs) the C(details) of a volume are C(directory), C(base_file), C(active_file), C(format),
     C(active_format), C(files) (the chain from base to active) and C(info_file); those of a snapshot are C(file)

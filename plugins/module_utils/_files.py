@@ -79,11 +79,12 @@ def read_json(path, what, error=StorageError):
         raise error('%s %s is not valid JSON: %s.' % (what, name, exc))
 
 
-def write_json_atomic(path, data, mode=0o644):
+def write_json_atomic(path, data, mode=0o644, attrs=None):
     """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename, fsync dir.
 
     A reader sees either the old or the new content, never a partial file. The
-    existing file's permission bits are kept. An ``OSError`` becomes a
+    existing file's permission bits are kept, unless ``attrs`` (mode, uid, gid)
+    says what the file gets. An ``OSError`` becomes a
     ``StorageError``, and the temporary file is removed.
     """
     directory = os.path.dirname(path)
@@ -99,8 +100,8 @@ def write_json_atomic(path, data, mode=0o644):
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.flush()
+            apply_attrs(handle.fileno(), attrs or (mode, None, None))
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
         tmp = None
         fsync_dir(directory)
@@ -125,8 +126,24 @@ def fsync_dir(directory):
         os.close(fd)
 
 
-def create_exclusive(path):
-    """Create ``path`` as a new empty regular file (never through a link); return its inode number."""
+def apply_attrs(fd, attrs):
+    """Give the file open as ``fd`` the ``attrs`` ``(mode, uid, gid)`` (None: leave it).
+
+    The owner is set only by root and only where it differs; the umask never
+    applies, since the mode is set on the descriptor.
+    """
+    if attrs is None:
+        return
+    mode, uid, gid = attrs
+    info = os.fstat(fd)
+    if os.geteuid() == 0 and uid is not None and (info.st_uid, info.st_gid) != (uid, gid):
+        os.fchown(fd, uid, gid)
+    if mode is not None and stat.S_IMODE(info.st_mode) != mode:
+        os.fchmod(fd, mode)
+
+
+def create_exclusive(path, attrs=None):
+    """Create ``path`` as a new empty regular file (never through a link) with ``attrs``; return its inode."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
     except FileExistsError:
@@ -135,7 +152,10 @@ def create_exclusive(path):
     except OSError as exc:
         raise os_error(exc, 'Creating', path)
     try:
+        apply_attrs(fd, attrs)
         return os.fstat(fd).st_ino
+    except OSError as exc:
+        raise os_error(exc, 'Setting the mode of', path)
     finally:
         os.close(fd)
 
@@ -207,7 +227,7 @@ def _lock_fd(path, flags, operation, timeout, what):
 
 
 @contextmanager
-def file_lock(path, timeout, what, shared=False):
+def file_lock(path, timeout, what, shared=False, attrs=None):
     """Hold a POSIX record lock on ``path`` for the ``with`` body; yield its descriptor (None: no lock file).
 
     POSIX (``fcntl``) locks are the lock type that NFSv3 (NLM) and NFSv4 both
@@ -222,6 +242,12 @@ def file_lock(path, timeout, what, shared=False):
         fd = _lock_fd(path, os.O_RDONLY, fcntl.LOCK_SH, timeout, what)
     else:
         fd = _lock_fd(path, os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX, timeout, what)
+        try:
+            if attrs is not None and os.fstat(fd).st_uid == os.geteuid():
+                apply_attrs(fd, attrs)
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, 'Setting the mode of', path)
     try:
         yield fd
     finally:

@@ -45,6 +45,14 @@ OVERLAY_FORMAT = 'qcow2'
 COMMIT_MARGIN = 1 << 20
 _FILE_RE = re.compile(r'volume-(%s)(\.info|\.stratum\.new)?' % NAME_PATTERN)
 _SHARE_RE = re.compile(r'[^\s:/]+:/\S*')
+#: what Cinder's NFS driver accepts: volume ids are UUIDs, and a backing file is
+#: volume-<id> or volume-<id>.<hex digits and dashes> (remotefs' backing file check)
+_CINDER_VOLUME_RE = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', re.IGNORECASE)
+_CINDER_SNAPSHOT_RE = re.compile(r'[0-9a-f-]+', re.IGNORECASE)
+_FILE_MODE_RE = re.compile(r'0?[0-7]{3}')
+#: the mode Cinder gives the files of a new volume (nas_secure_file_permissions=false)
+CINDER_FILE_MODE = '0666'
+
 
 
 def share_mount_point(base, share):
@@ -131,6 +139,11 @@ class NfsBackend(Backend):
             self.directory = share_mount_point(config.get('mount_point_base'), share)
         else:
             self.directory = path
+        mode = config.get('file_mode') or CINDER_FILE_MODE
+        if not isinstance(mode, str) or not _FILE_MODE_RE.fullmatch(mode):
+            raise InvalidInputError('nfs.file_mode %r is not an octal mode such as 0666 or 0660.' % (mode,))
+        self.file_mode = int(mode, 8)
+        self.cinder_compatible = bool(config.get('cinder_compatible'))
         self._locked = set()
 
     # -- file names -------------------------------------------------------------------
@@ -183,7 +196,8 @@ class NfsBackend(Backend):
         stack = ExitStack()
         try:
             for volume in sorted(set(volumes)):
-                fd = stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume))
+                fd = stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume,
+                                                   attrs=self._attrs(volume)))
                 stack.callback(self._unlocked, volume, fd)
                 self._locked.add(volume)
             revalidate_directory(self.directory)  # see what runs on other hosts wrote before the lock
@@ -223,7 +237,16 @@ class NfsBackend(Backend):
     def allocation_unit(self, volume=None):
         return SECTOR
 
+    def validate_volume_name(self, name):
+        if self.cinder_compatible and not _CINDER_VOLUME_RE.fullmatch(name):
+            raise InvalidInputError('Volume name %r is not a UUID, and nfs.cinder_compatible asks for names that '
+                                    'Cinder accepts (it names volumes volume-<UUID>).' % name)
+
     def validate_snapshot_name(self, name, volume=None):
+        if self.cinder_compatible and not _CINDER_SNAPSHOT_RE.fullmatch(name):
+            raise InvalidInputError('Snapshot name %r is not hex digits and dashes, and nfs.cinder_compatible asks '
+                                    'for names that Cinder accepts (it refuses a volume whose backing file is named '
+                                    'otherwise).' % name)
         if name in RESERVED_SNAPSHOT_NAMES:
             raise InvalidInputError('Snapshot name %r is reserved by the NFS layout (volume-<name>.%s is the info file).'
                                     % (name, name))
@@ -546,11 +569,25 @@ class NfsBackend(Backend):
     def _qemu_img(self, *args, **kwargs):
         return self.runner.run(['qemu-img'] + list(args), cwd=self.directory, **kwargs)
 
+    def _attrs(self, volume):
+        """``(mode, uid, gid)`` for a new file of ``volume``: its base file's, as Cinder's files follow it.
+
+        A volume without a base file yet (being created) gets ``nfs.file_mode``
+        and the user the module runs as.
+        """
+        try:
+            info = os.lstat(self._path(self.base_name(volume)))
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            return self.file_mode, None, None
+        return stat.S_IMODE(info.st_mode) & 0o777, info.st_uid, info.st_gid
+
     def _write_meta(self, volume, meta):
-        write_json_atomic(self._meta_path(volume), meta)
+        write_json_atomic(self._meta_path(volume), meta, attrs=self._attrs(volume))
 
     def _write_info(self, volume, info):
-        write_json_atomic(self._info_path(volume), info)
+        write_json_atomic(self._info_path(volume), info, attrs=self._attrs(volume))
 
     def _discard(self, path, inode):
         """Remove ``path`` if it is still the file this run created."""
@@ -572,7 +609,7 @@ class NfsBackend(Backend):
         as status creating, removed by state=absent.
         """
         path = self._new_path(name)
-        inode = create_exclusive(path)
+        inode = create_exclusive(path, self._attrs(name))
         try:
             fill(path)
             self._written(path, inode)
@@ -641,7 +678,7 @@ class NfsBackend(Backend):
         snapshots[name] = {'created': now_utc(), 'status': 'creating'}
         self._write_meta(volume, meta)
         active = chain.active
-        inode = create_exclusive(path)
+        inode = create_exclusive(path, self._attrs(volume))
         try:
             self._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-F', active.format,
                            '-b', os.path.basename(active.path), path, str(active.virtual_size))
