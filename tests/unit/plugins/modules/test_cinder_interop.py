@@ -21,6 +21,7 @@ from ansible_collections.stratum.storage.plugins.modules import snapshot, snapsh
 from ansible_collections.stratum.storage.tests.unit.helpers import nfs_args, run_module, tree_state
 
 NOBODY = 65534
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason='acting as another user needs root')
 UUID = '3f2504e0-4f89-41d3-9a0c-0305e82c3301'
 
 
@@ -66,6 +67,7 @@ def test_file_mode_sets_the_mode_of_a_new_volume(shared_dir):
     assert set(modes(shared_dir).values()) == {0o660}, modes(shared_dir)
 
 
+@AS_ROOT
 def test_new_files_follow_the_owner_and_mode_of_the_base_file(shared_dir):
     """Cinder's secure mode: the base file belongs to Cinder's user; ours must too."""
     ok(run_module(volume, nfs_args(shared_dir, name='v', size='1M')))
@@ -90,6 +92,7 @@ def _as_nobody(params):
     return bool(result.get('changed')), result.get('msg')
 
 
+@AS_ROOT
 def test_a_volume_snapshotted_by_root_is_snapshotted_by_another_user(shared_dir):
     ok(run_module(volume, nfs_args(shared_dir, name='v', size='1M')))
     ok(run_module(snapshot, nfs_args(shared_dir, volume='v', name='s1')))
