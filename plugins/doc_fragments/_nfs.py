@@ -40,10 +40,11 @@ options:
           - Every later file of a volume (snapshot overlays, the info file, the metadata and the lock file) gets
             the mode, owner and group of the volume's base file, as Cinder's files do, so that a C(cinder-volume)
             running as another user can still write them.
-          - The default is what Cinder does with C(nas_secure_file_permissions=false). Set C(0660) (and give the
-            base file to Cinder's user) for Cinder's secure mode.
+          - The default is the mode of Cinder's secure mode, which a new Cinder installation uses
+            (C(nas_secure_file_permissions=auto)). With Cinder's C(nas_secure_file_permissions=false), which makes
+            files C(0666) so that a C(cinder-volume) running as another user can write them, set C(0666).
         type: str
-        default: '0666'
+        default: '0660'
       cinder_compatible:
         description:
           - Refuse, before any command, names that Cinder's NFS driver does not accept. Cinder names a volume's

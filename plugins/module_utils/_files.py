@@ -137,27 +137,80 @@ def apply_attrs(fd, attrs):
     mode, uid, gid = attrs
     info = os.fstat(fd)
     if os.geteuid() == 0 and uid is not None and (info.st_uid, info.st_gid) != (uid, gid):
-        os.fchown(fd, uid, gid)
+        try:
+            os.fchown(fd, uid, gid)
+        except PermissionError:
+            pass  # root squashed by the NFS server: the file keeps the owner the server gives it
     if mode is not None and stat.S_IMODE(info.st_mode) != mode:
         os.fchmod(fd, mode)
 
 
-def create_exclusive(path, attrs=None):
-    """Create ``path`` as a new empty regular file (never through a link) with ``attrs``; return its inode."""
+def create_new(path, attrs=None):
+    """Create ``path`` as a new empty regular file (never through a link) with ``attrs``; return its descriptor.
+
+    The caller hands the descriptor to the command that fills the file
+    (``/dev/fd/N``), so no rename or link planted at ``path`` later can redirect
+    the write. On failure nothing is left behind.
+    """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     except FileExistsError:
         raise StorageError('File %s already exists; it was not made by this run, so it is left alone.'
                            % os.path.basename(path))
     except OSError as exc:
         raise os_error(exc, 'Creating', path)
     try:
-        apply_attrs(fd, attrs)
-        return os.fstat(fd).st_ino
+        apply_attrs(fd, attrs or (0o644, None, None))
     except OSError as exc:
+        inode = os.fstat(fd).st_ino
+        os.close(fd)
+        if same_file(path, inode):
+            os.unlink(path)
         raise os_error(exc, 'Setting the mode of', path)
+    return fd
+
+
+def create_exclusive(path, attrs=None):
+    """Create ``path`` as a new empty regular file (never through a link) with ``attrs``; return its inode."""
+    fd = create_new(path, attrs)
+    try:
+        return os.fstat(fd).st_ino
     finally:
         os.close(fd)
+
+
+@contextmanager
+def pinned(files, what='Image file'):
+    """Open each ``(path, identity)`` read-only and yield ``{path: descriptor}``; close them after.
+
+    ``identity`` is the ``(st_dev, st_ino)`` the file had when it was read and
+    validated (None: any). A file that is a link, not a regular file, hard-linked,
+    or another file than the one validated is refused. A command given
+    ``/dev/fd/N`` then works on exactly the validated file, whatever is renamed
+    over its name meanwhile.
+    """
+    opened = {}
+    try:
+        for path, identity in files:
+            if path in opened:
+                continue
+            fd = open_regular(path, what=what)
+            if fd is None:
+                raise StorageError('%s %s disappeared; nothing was written.' % (what, os.path.basename(path)))
+            opened[path] = fd
+            info = os.fstat(fd)
+            if info.st_nlink != 1 or (identity is not None and (info.st_dev, info.st_ino) != tuple(identity)):
+                raise StorageError('%s %s changed since it was read; nothing was written.'
+                                   % (what, os.path.basename(path)))
+        yield opened
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+
+
+def fd_path(fd):
+    """The name a command opens descriptor ``fd`` by."""
+    return '/dev/fd/%d' % fd
 
 
 def same_file(path, inode):
@@ -241,13 +294,13 @@ def file_lock(path, timeout, what, shared=False, attrs=None):
     if shared:
         fd = _lock_fd(path, os.O_RDONLY, fcntl.LOCK_SH, timeout, what)
     else:
+        if attrs is not None:
+            try:
+                os.close(create_new(path, attrs))  # only a lock file this run makes gets ``attrs``
+            except StorageError:
+                if not os.path.lexists(path):
+                    raise
         fd = _lock_fd(path, os.O_RDWR | os.O_CREAT, fcntl.LOCK_EX, timeout, what)
-        try:
-            if attrs is not None and os.fstat(fd).st_uid == os.geteuid():
-                apply_attrs(fd, attrs)
-        except OSError as exc:
-            os.close(fd)
-            raise os_error(exc, 'Setting the mode of', path)
     try:
         yield fd
     finally:
@@ -270,8 +323,9 @@ def revalidate_directory(path):
     os.close(fd)
 
 
-#: where host-local locks live (a tmpfs, emptied at boot)
-HOST_LOCK_DIR = '/run/lock/stratum-storage'
+#: where host-local locks live (a tmpfs, emptied at boot): for root a directory in /run,
+#: which only root can write, so no other user can make it first
+HOST_LOCK_DIR = '/run/stratum-storage' if os.geteuid() == 0 else '/run/lock/stratum-storage-%d' % os.geteuid()
 
 
 def _host_lock_dir(base):

@@ -28,7 +28,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import Ba
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InUseError, InvalidInputError, StorageError)
 from ansible_collections.stratum.storage.plugins.module_utils._files import (
-    create_exclusive, file_lock, holder, os_error, read_json, revalidate_directory, same_file, write_json_atomic)
+    create_new, fd_path, file_lock, holder, os_error, pinned, read_json, revalidate_directory, same_file,
+    write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
 from ansible_collections.stratum.storage.plugins.module_utils._schema import (
@@ -44,15 +45,17 @@ OVERLAY_FORMAT = 'qcow2'
 #: room kept free beyond the overlay's allocated bytes when a commit needs space
 COMMIT_MARGIN = 1 << 20
 _FILE_RE = re.compile(r'volume-(%s)(\.info|\.stratum\.new)?' % NAME_PATTERN)
+#: where ``_qemu_img_on`` puts ``--image-opts`` and the chain's options
+IMAGE_OPTS = object()
 _SHARE_RE = re.compile(r'[^\s:/]+:/\S*')
 #: what Cinder's NFS driver accepts: volume ids are UUIDs, and a backing file is
 #: volume-<id> or volume-<id>.<hex digits and dashes> (remotefs' backing file check)
 _CINDER_VOLUME_RE = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', re.IGNORECASE)
 _CINDER_SNAPSHOT_RE = re.compile(r'[0-9a-f-]+', re.IGNORECASE)
 _FILE_MODE_RE = re.compile(r'0?[0-7]{3}')
-#: the mode Cinder gives the files of a new volume (nas_secure_file_permissions=false)
-CINDER_FILE_MODE = '0666'
-
+#: the mode Cinder gives the files of a new volume in its secure mode, the default of a new
+#: installation (nas_secure_file_permissions=auto)
+DEFAULT_FILE_MODE = '0660'
 
 
 def share_mount_point(base, share):
@@ -111,18 +114,26 @@ class Chain:
         return self.index(self.snapshots[snapshot]) - 1
 
 
-def image_opts(files):
+def image_opts(files, fds=None):
     """``qemu-img --image-opts`` for the chain ``files`` (base first): every layer's format is given.
 
     qemu then never probes a format and never follows a backing name or a
-    backing format written in a header.
+    backing format written in a header. With ``fds`` (``{path: descriptor}`` from
+    ``pinned``) every layer is opened by its descriptor, so qemu works on exactly
+    the files that were validated.
     """
     parts, prefix = [], ''
     for header in reversed(files):
+        name = fd_path(fds[header.path]) if fds else header.path
         parts.append('%sdriver=%s' % (prefix, header.format))
-        parts.append('%sfile.filename=%s' % (prefix, header.path.replace(',', ',,')))
+        parts.append('%sfile.filename=%s' % (prefix, name.replace(',', ',,')))
         prefix += 'backing.'
     return ','.join(parts)
+
+
+def pin(files):
+    """``pinned`` for chain ``files``: each opened by descriptor, checked to be the file that was read."""
+    return pinned([(header.path, header.identity) for header in files])
 
 
 class NfsBackend(Backend):
@@ -139,7 +150,7 @@ class NfsBackend(Backend):
             self.directory = share_mount_point(config.get('mount_point_base'), share)
         else:
             self.directory = path
-        mode = config.get('file_mode') or CINDER_FILE_MODE
+        mode = config.get('file_mode') or DEFAULT_FILE_MODE
         if not isinstance(mode, str) or not _FILE_MODE_RE.fullmatch(mode):
             raise InvalidInputError('nfs.file_mode %r is not an octal mode such as 0666 or 0660.' % (mode,))
         self.file_mode = int(mode, 8)
@@ -569,6 +580,14 @@ class NfsBackend(Backend):
     def _qemu_img(self, *args, **kwargs):
         return self.runner.run(['qemu-img'] + list(args), cwd=self.directory, **kwargs)
 
+    def _qemu_img_on(self, files, args, **kwargs):
+        """``qemu-img`` with ``--image-opts`` for chain ``files``, each layer opened by its descriptor."""
+        with pin(files) as fds:
+            before, after = args[:args.index(IMAGE_OPTS)], args[args.index(IMAGE_OPTS) + 1:]
+            extra = list(kwargs.pop('pass_fds', ()))
+            return self._qemu_img(*(before + ['--image-opts', image_opts(files, fds)] + after),
+                                  pass_fds=list(fds.values()) + extra, **kwargs)
+
     def _attrs(self, volume):
         """``(mode, uid, gid)`` for a new file of ``volume``: its base file's, as Cinder's files follow it.
 
@@ -609,19 +628,23 @@ class NfsBackend(Backend):
         as status creating, removed by state=absent.
         """
         path = self._new_path(name)
-        inode = create_exclusive(path, self._attrs(name))
+        fd = create_new(path, self._attrs(name))
+        inode = os.fstat(fd).st_ino
         try:
-            fill(path)
+            fill(fd)  # the command writes the descriptor (/dev/fd/N), never a name someone could swap
             self._written(path, inode)
             self._write_meta(name, {'created': now_utc(), 'origin': origin, 'snapshots': {}, 'format': fmt})
             os.rename(path, self._path(self.base_name(name)))
         except BaseException:
             self._discard(path, inode)
             raise
+        finally:
+            os.close(fd)
 
     @_sentences
     def create_volume(self, name, size, fmt):
-        self._make_new(name, fmt, None, lambda path: self._qemu_img('create', '-q', '-f', fmt, path, str(size)))
+        self._make_new(name, fmt, None, lambda fd: self._qemu_img('create', '-q', '-f', fmt, fd_path(fd), str(size),
+                                                                  pass_fds=[fd]))
 
     @_sentences
     def clone_volume(self, name, source, snapshot, size, fmt):
@@ -629,17 +652,17 @@ class NfsBackend(Backend):
         files = chain.files[:chain.point_in_time(snapshot) + 1] if snapshot else chain.files
         image = files[-1]
 
-        def fill(path):
-            self._qemu_img('convert', '-q', '--image-opts', image_opts(files), '-O', fmt, path)
+        def fill(fd):
+            self._qemu_img_on(files, ['convert', '-q', IMAGE_OPTS, '-O', fmt, fd_path(fd)], pass_fds=[fd])
             if size > image.virtual_size:
-                self._qemu_img('resize', '-q', '--image-opts', 'driver=%s,file.filename=%s'
-                               % (fmt, path.replace(',', ',,')), str(size))
+                self._qemu_img('resize', '-q', '--image-opts', 'driver=%s,file.filename=%s' % (fmt, fd_path(fd)),
+                               str(size), pass_fds=[fd])
         self._make_new(name, fmt, {'volume': source, 'snapshot': snapshot}, fill)
 
     @_sentences
     def extend_volume(self, name, size):
         chain = self.load(name)
-        self._qemu_img('resize', '-q', '--image-opts', image_opts(chain.files), str(size))
+        self._qemu_img_on(chain.files, ['resize', '-q', IMAGE_OPTS, str(size)])
 
     @_sentences
     def delete_volume(self, name):
@@ -678,14 +701,18 @@ class NfsBackend(Backend):
         snapshots[name] = {'created': now_utc(), 'status': 'creating'}
         self._write_meta(volume, meta)
         active = chain.active
-        inode = create_exclusive(path, self._attrs(volume))
+        fd = create_new(path, self._attrs(volume))
+        inode = os.fstat(fd).st_ino
         try:
-            self._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-F', active.format,
-                           '-b', os.path.basename(active.path), path, str(active.virtual_size))
+            # -u: the backing file is not opened (the chain was validated); the size is given
+            self._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-u', '-F', active.format,
+                           '-b', os.path.basename(active.path), fd_path(fd), str(active.virtual_size), pass_fds=[fd])
             self._written(path, inode)
         except BaseException:
             self._discard(path, inode)
             raise
+        finally:
+            os.close(fd)
         info = dict(chain.info or {})
         info[name] = overlay
         info['active'] = overlay
@@ -706,8 +733,8 @@ class NfsBackend(Backend):
     def _repair_leaks(self, files):
         """``qemu-img check -r leaks`` on the top of ``files``: a commit cut off half-way can leak clusters."""
         if files[-1].format == 'qcow2':
-            self._qemu_img('check', '-q', '-r', 'leaks', '--image-opts', image_opts(files),
-                           error='Repairing leaked clusters of %s failed' % os.path.basename(files[-1].path))
+            self._qemu_img_on(files, ['check', '-q', '-r', 'leaks', IMAGE_OPTS],
+                              error='Repairing leaked clusters of %s failed' % os.path.basename(files[-1].path))
 
     @_sentences
     def delete_snapshot(self, volume, name):
@@ -735,7 +762,7 @@ class NfsBackend(Backend):
                 self._check_space(volume, name, chain.files[position], below)
             entries[name] = dict(entry, status='pending_delete', file=overlay, into=os.path.basename(below.path))
             self._write_meta(volume, meta)
-            self._qemu_img('commit', '-q', '-d', '--image-opts', image_opts(chain.files[:position + 1]))
+            self._qemu_img_on(chain.files[:position + 1], ['commit', '-q', '-d', IMAGE_OPTS])
             if resuming:
                 self._repair_leaks(chain.files[:position])
             info = dict(chain.info)
@@ -759,8 +786,9 @@ class NfsBackend(Backend):
                                  % (volume, overlay, name))
             below = chain.files[position - 1]
             above = chain.files[position + 1]
-            self._qemu_img('rebase', '-q', '-u', '-f', OVERLAY_FORMAT, '-F', below.format,
-                           '-b', os.path.basename(below.path), above.path)
+            with pin([above]) as fds:
+                self._qemu_img('rebase', '-q', '-u', '-f', OVERLAY_FORMAT, '-F', below.format,
+                               '-b', os.path.basename(below.path), fd_path(fds[above.path]), pass_fds=[fds[above.path]])
         if os.path.lexists(self._path(overlay)):
             os.unlink(self._path(overlay))
         del entries[name]

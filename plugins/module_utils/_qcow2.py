@@ -28,15 +28,16 @@ _MAX_HEADER_READ = 2 << 20
 class ImageHeader:
     """What the chain walk needs to know about one image file."""
 
-    __slots__ = ('path', 'format', 'virtual_size', 'backing_file', 'backing_format', 'mtime')
+    __slots__ = ('path', 'format', 'virtual_size', 'backing_file', 'backing_format', 'mtime', 'identity')
 
-    def __init__(self, path, fmt, virtual_size, backing_file=None, backing_format=None, mtime=None):
+    def __init__(self, path, fmt, virtual_size, backing_file=None, backing_format=None, mtime=None, identity=None):
         self.path = path
         self.format = fmt
         self.virtual_size = virtual_size
         self.backing_file = backing_file
         self.backing_format = backing_format
         self.mtime = mtime
+        self.identity = identity  # (st_dev, st_ino) of the file that was read
 
 
 def _open(path):
@@ -54,6 +55,10 @@ def _open(path):
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise ChainError('Image file %s is not a regular file (symlinks and devices are refused).' % name)
+    if info.st_nlink != 1:
+        os.close(fd)
+        raise ChainError('Image file %s has %d hard links; an image that is also another file is refused.'
+                         % (name, info.st_nlink))
     return os.fdopen(fd, 'rb'), info
 
 
@@ -80,7 +85,7 @@ def read_header(path, fmt):
     handle, info = _open(path)
     with handle:
         if fmt == 'raw':
-            return ImageHeader(path, 'raw', info.st_size, mtime=info.st_mtime)
+            return ImageHeader(path, 'raw', info.st_size, mtime=info.st_mtime, identity=(info.st_dev, info.st_ino))
         if fmt != 'qcow2':
             raise ChainError('Image file %s has format %r, which is not raw or qcow2.' % (name, fmt))
         head = handle.read(512)
@@ -119,7 +124,8 @@ def read_header(path, fmt):
             backing_format = data.decode('ascii', 'replace')
         elif ext_type == _EXT_DATA_FILE:
             raise ChainError('Image file %s names an external qcow2 data file, which is refused.' % name)
-    return ImageHeader(path, 'qcow2', virtual_size, backing_file, backing_format, info.st_mtime)
+    return ImageHeader(path, 'qcow2', virtual_size, backing_file, backing_format, info.st_mtime,
+                       (info.st_dev, info.st_ino))
 
 
 def _extensions(block, offset, name):

@@ -41,7 +41,7 @@ BACKENDS = _table(
         path=dict(type='path'),
         mount_point_base=dict(type='path', default='/var/lib/stratum-storage/mnt'),
         mount_options=dict(type='str'),
-        file_mode=dict(type='str', default='0666'),
+        file_mode=dict(type='str', default='0660'),
         cinder_compatible=dict(type='bool', default=False),
     ), mutually_exclusive=[['share', 'path']], required_one_of=[['share', 'path']])),
     Registered(ZfsBackend, dict(type='dict', options=dict(

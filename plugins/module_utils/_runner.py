@@ -38,12 +38,16 @@ class CommandRunner:
             self._paths[name] = path
         return self._paths[name]
 
-    def run(self, argv, cwd=None, check=True, error=None):
-        """Run ``argv``; raise ``CommandError`` on a non-zero exit when ``check``."""
+    def run(self, argv, cwd=None, check=True, error=None, pass_fds=()):
+        """Run ``argv``; raise ``CommandError`` on a non-zero exit when ``check``.
+
+        ``pass_fds`` are descriptors the command inherits (opened as ``/dev/fd/N``).
+        """
         if not isinstance(argv, (list, tuple)) or not argv:
             raise TypeError('argv must be a non-empty list')
         argv = [self.binary(argv[0])] + [str(a) for a in argv[1:]]
-        rc, out, err = self.module.run_command(argv, cwd=cwd, environ_update=C_LOCALE, check_rc=False)
+        extra = {'pass_fds': tuple(pass_fds)} if pass_fds else {}
+        rc, out, err = self.module.run_command(argv, cwd=cwd, environ_update=C_LOCALE, check_rc=False, **extra)
         result = CommandResult(argv, rc, out, err)
         if check and rc != 0:
             raise command_error(result, error)

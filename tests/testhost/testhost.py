@@ -504,6 +504,9 @@ def main() -> int:
     sub.add_parser('down').set_defaults(func=cmd_down)
     sub.add_parser('status').set_defaults(func=cmd_status)
     args = parser.parse_args()
+    # Stopped by a signal (make test stops a background image build when it fails),
+    # run the clean-up of every step: unmount the build tree, stop started hosts.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         args.func(args)
     except HarnessError as exc:

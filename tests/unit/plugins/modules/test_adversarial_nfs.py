@@ -615,3 +615,84 @@ def test_a_writer_of_a_file_below_the_point_in_time_refuses_the_clone(voldir):
         result = run_module(volume, nfs_args(voldir, name='c', source_volume='v', source_snapshot='s2'))
         one_sentence(result, 'is in use', 'volume-v.s1')
     assert tree_state(str(voldir)) == before
+
+
+# -- a name swapped between the check and the command -------------------------------------------------
+# A tenant who can write into the directory renames a link over a file name after the
+# module has checked it and before qemu-img opens it. Every command works on descriptors
+# of the checked files (/dev/fd/N), so the swap changes nothing outside the directory.
+
+REAL_RUN = _nfs.NfsBackend._qemu_img
+
+
+def swap_before(verb, victim, target):
+    """Run qemu-img ``verb`` right after ``victim`` was replaced by a link to ``target``."""
+    def run(backend, *args, **kwargs):
+        if args[0] == verb and os.path.lexists(victim) and not os.path.islink(victim):
+            planted = victim + '.planted'
+            os.symlink(target, planted)
+            os.rename(planted, victim)
+        return REAL_RUN(backend, *args, **kwargs)
+    return mock.patch.object(_nfs.NfsBackend, '_qemu_img', run)
+
+
+@pytest.mark.parametrize('case', ['create raw', 'create qcow2', 'clone', 'snapshot', 'grow', 'delete snapshot'])
+def test_a_name_swapped_before_the_command_never_redirects_a_write(voldir, tmp_path, case):
+    target = outside_file(tmp_path)
+    with open(target, 'rb') as handle:
+        content = handle.read()
+    if case.startswith('create'):
+        verb, victim = 'create', path(voldir, 'volume-new.stratum.new')
+        module, args = volume, dict(name='new', size='1M', format=case.split()[1])
+    elif case == 'clone':
+        build(voldir, ['s1'])
+        verb, victim = 'convert', path(voldir, 'volume-new.stratum.new')
+        module, args = volume, dict(name='new', source_volume='v')
+    elif case == 'snapshot':
+        build(voldir, ['s1'])
+        verb, victim = 'create', path(voldir, 'volume-v.s2')
+        module, args = snapshot, dict(volume='v', name='s2')
+    elif case == 'grow':
+        build(voldir, ['s1'])
+        verb, victim = 'resize', path(voldir, 'volume-v.s1')
+        module, args = volume, dict(name='v', size='2M')
+    else:
+        build(voldir, ['s1', 's2'])
+        verb, victim = 'commit', path(voldir, 'volume-v')
+        module, args = snapshot, dict(volume='v', name='s1', state='absent')
+    with swap_before(verb, victim, target):
+        result = run_module(module, nfs_args(voldir, **args))
+    with open(target, 'rb') as handle:
+        assert handle.read() == content, result
+    assert os.stat(target).st_size == len(content)
+    if result.get('failed'):
+        assert '\n' not in result['msg'].strip() and 'Traceback' not in result['msg'], result
+
+
+def test_a_hard_linked_lock_file_keeps_its_mode(voldir, tmp_path):
+    target = outside_file(tmp_path)
+    os.chmod(target, 0o600)
+    os.link(target, path(voldir, 'volume-new.stratum.lock'))
+    run_module(volume, nfs_args(voldir, name='new', size='1M'))
+    assert oct(os.stat(target).st_mode & 0o777) == oct(0o600)
+
+
+def test_a_hard_linked_image_is_refused_and_never_cloned(voldir, tmp_path):
+    secret = outside_file(tmp_path, 'secret')
+    os.link(secret, path(voldir, 'volume-x'))
+    listed = run_module(volume_info, nfs_args(voldir, name='x'))['volumes']
+    assert listed[0]['status'] == 'error' and 'hard links' in listed[0]['details']['reason']
+    one_sentence(run_module(volume, nfs_args(voldir, name='y', source_volume='x')), 'status is error')
+    assert not os.path.lexists(path(voldir, 'volume-y'))
+
+
+def test_root_squashed_by_the_server_still_takes_snapshots(voldir):
+    """A squashed root cannot give files Cinder's owner; it keeps going with the mode alone."""
+    build(voldir, ['s1'])
+    os.chown(path(voldir, 'volume-v'), 165, 165)
+
+    def squashed(fd, uid, gid):
+        raise PermissionError(errno.EPERM, 'Operation not permitted')
+
+    with mock.patch.object(_files.os, 'fchown', squashed):
+        assert ok(run_module(snapshot, nfs_args(voldir, volume='v', name='s2')))['changed']

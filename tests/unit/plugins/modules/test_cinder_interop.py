@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What Cinder's NFS driver needs of the files and names the nfs backend makes.
 
-Cinder makes its files mode 0666 (or, in its secure mode, gives them the base file's
-owner), and cinder-volume runs as a non-root user that writes the info file with a
+Cinder makes its files mode 0660 in its secure mode (giving them the base file's owner),
+or 0666, and cinder-volume runs as a non-root user that writes the info file with a
 plain open(). Cinder accepts backing files named volume-<id>[.<hex and dashes>] only.
 """
 
@@ -52,19 +52,19 @@ def ok(result):
 def test_new_volume_files_are_made_as_cinder_makes_them(shared_dir):
     ok(run_module(volume, nfs_args(shared_dir, name='v', size='1M')))
     ok(run_module(snapshot, nfs_args(shared_dir, volume='v', name='s1')))
-    assert set(modes(shared_dir).values()) == {0o666}, modes(shared_dir)
+    assert set(modes(shared_dir).values()) == {0o660}, modes(shared_dir)
     assert sorted(modes(shared_dir)) == ['volume-v', 'volume-v.info', 'volume-v.s1', 'volume-v.stratum.json',
                                          'volume-v.stratum.lock']
 
 
 def test_file_mode_sets_the_mode_of_a_new_volume(shared_dir):
     args = nfs_args(shared_dir, name='v', size='1M')
-    args['nfs']['file_mode'] = '0660'
+    args['nfs']['file_mode'] = '0666'
     ok(run_module(volume, args))
     args = nfs_args(shared_dir, volume='v', name='s1')
     args['nfs']['file_mode'] = '0600'  # the volume exists: its files follow its base file, not this option
     ok(run_module(snapshot, args))
-    assert set(modes(shared_dir).values()) == {0o660}, modes(shared_dir)
+    assert set(modes(shared_dir).values()) == {0o666}, modes(shared_dir)
 
 
 @AS_ROOT
@@ -94,7 +94,10 @@ def _as_nobody(params):
 
 @AS_ROOT
 def test_a_volume_snapshotted_by_root_is_snapshotted_by_another_user(shared_dir):
-    ok(run_module(volume, nfs_args(shared_dir, name='v', size='1M')))
+    """Cinder's nas_secure_file_permissions=false: files 0666, cinder-volume not root."""
+    params = nfs_args(shared_dir, name='v', size='1M')
+    params['nfs']['file_mode'] = '0666'
+    ok(run_module(volume, params))
     ok(run_module(snapshot, nfs_args(shared_dir, volume='v', name='s1')))
     with multiprocessing.get_context('fork').Pool(1) as pool:
         taken = pool.map(_as_nobody, [nfs_args(shared_dir, volume='v', name='s2')])
