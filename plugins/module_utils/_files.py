@@ -79,28 +79,21 @@ def read_json(path, what, error=StorageError):
         raise error('%s %s is not valid JSON: %s.' % (what, name, exc))
 
 
-def write_json_atomic(path, data, mode=0o644, attrs=None):
+def write_json_atomic(path, data, attrs=(0o644, None, None)):
     """Replace ``path`` with ``data`` as JSON: temp file, fsync, rename, fsync dir.
 
     A reader sees either the old or the new content, never a partial file. The
-    existing file's permission bits are kept, unless ``attrs`` (mode, uid, gid)
-    says what the file gets. An ``OSError`` becomes a
+    file gets ``attrs`` (mode, uid, gid). An ``OSError`` becomes a
     ``StorageError``, and the temporary file is removed.
     """
     directory = os.path.dirname(path)
-    try:
-        mode = os.lstat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise os_error(exc, 'Writing', path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.flush()
-            apply_attrs(handle.fileno(), attrs or (mode, None, None))
+            apply_attrs(handle.fileno(), attrs)
             os.fsync(handle.fileno())
         os.rename(tmp, path)
         tmp = None
@@ -168,15 +161,6 @@ def create_new(path, attrs=None):
             os.unlink(path)
         raise os_error(exc, 'Setting the mode of', path)
     return fd
-
-
-def create_exclusive(path, attrs=None):
-    """Create ``path`` as a new empty regular file (never through a link) with ``attrs``; return its inode."""
-    fd = create_new(path, attrs)
-    try:
-        return os.fstat(fd).st_ino
-    finally:
-        os.close(fd)
 
 
 @contextmanager

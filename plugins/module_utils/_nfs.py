@@ -603,10 +603,10 @@ class NfsBackend(Backend):
         return stat.S_IMODE(info.st_mode) & 0o777, info.st_uid, info.st_gid
 
     def _write_meta(self, volume, meta):
-        write_json_atomic(self._meta_path(volume), meta, attrs=self._attrs(volume))
+        write_json_atomic(self._meta_path(volume), meta, self._attrs(volume))
 
     def _write_info(self, volume, info):
-        write_json_atomic(self._info_path(volume), info, attrs=self._attrs(volume))
+        write_json_atomic(self._info_path(volume), info, self._attrs(volume))
 
     def _discard(self, path, inode):
         """Remove ``path`` if it is still the file this run created."""

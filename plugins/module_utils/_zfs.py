@@ -216,9 +216,14 @@ class ZfsBackend(ListingBackend):
             argv += ['-o', '%s=%s' % (name, value)]
         return argv
 
-    def create_volume(self, name, size, fmt):
+    def _new_properties(self):
+        """The properties a new zvol is created with: ``zfs.properties``, volblocksize 16K unless they set it."""
         properties = dict(self.properties)
         properties.setdefault('volblocksize', str(DEFAULT_VOLBLOCKSIZE))
+        return properties
+
+    def create_volume(self, name, size, fmt):
+        properties = self._new_properties()
         self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
                   + [self._dataset(name)], error='Creating zvol %s failed' % self._dataset(name))
 
@@ -246,8 +251,8 @@ class ZfsBackend(ListingBackend):
             properties = self._clone_properties(predicted.name, source)
             volblocksize = source.details['volblocksize'] if source is not None else None
         else:
-            properties = dict(self.properties)
-            volblocksize = int(properties.setdefault('volblocksize', str(DEFAULT_VOLBLOCKSIZE)))
+            properties = self._new_properties()
+            volblocksize = int(properties['volblocksize'])
         dataset = self._dataset(predicted.name)
         return predicted.replace(details={
             'dataset': dataset, 'path': '/dev/zvol/%s' % dataset, 'guid': None, 'volblocksize': volblocksize,
