@@ -15,9 +15,19 @@ from ansible_collections.stratum.storage.plugins.module_utils._registry import B
 STATE = dict(type='str', default='present', choices=['present', 'absent'])
 
 
-def module_kwargs(argument_spec, **extra):
+#: where backups are kept: a directory, or an NFS share mounted the way the nfs backend mounts one
+REPOSITORY = dict(type='dict', options=dict(
+    path=dict(type='path'),
+    share=dict(type='str'),
+    mount_point_base=dict(type='path', default='/var/lib/stratum-storage/mnt'),
+    mount_options=dict(type='str'),
+    file_mode=dict(type='str', default='0600'),
+), mutually_exclusive=[['path', 'share']], required_one_of=[['path', 'share']])
+
+
+def module_kwargs(argument_spec, backend_required=True, **extra):
     """Keyword arguments for ``AnsibleModule``: shared backend options plus ``argument_spec``."""
-    spec = dict(backend=dict(type='str', required=True, choices=sorted(BACKENDS)))
+    spec = dict(backend=dict(type='str', required=backend_required, choices=sorted(BACKENDS)))
     spec.update((name, copy.deepcopy(entry.option)) for name, entry in BACKENDS.items())
     spec.update(argument_spec)
     required_if = [('backend', name, (name,)) for name in sorted(BACKENDS)]
@@ -33,8 +43,11 @@ def volume_kwargs():
         format=dict(type='str', choices=['raw', 'qcow2']),
         source_volume=dict(type='str'),
         source_snapshot=dict(type='str'),
+        source_backup=dict(type='str'),
+        repository=copy.deepcopy(REPOSITORY),
         force=dict(type='bool', default=False),
-    ), required_by={'source_snapshot': 'source_volume'})
+    ), required_by={'source_snapshot': 'source_volume', 'source_backup': ('source_volume', 'repository')},
+        mutually_exclusive=[['source_snapshot', 'source_backup']])
 
 
 def snapshot_kwargs():
@@ -42,7 +55,26 @@ def snapshot_kwargs():
         volume=dict(type='str', required=True),
         name=dict(type='str', required=True),
         state=dict(STATE),
+        temporary=dict(type='bool', default=False),
     ))
+
+
+def backup_kwargs():
+    return module_kwargs(dict(
+        volume=dict(type='str', required=True),
+        snapshot=dict(type='str', required=True),
+        name=dict(type='str'),
+        repository=copy.deepcopy(dict(REPOSITORY, required=True)),
+        verify=dict(type='bool', default=False),
+        state=dict(STATE),
+    ))
+
+
+def backup_info_kwargs():
+    return module_kwargs(dict(
+        volume=dict(type='str'),
+        repository=copy.deepcopy(dict(REPOSITORY, required=True)),
+    ), backend_required=False)
 
 
 def volume_info_kwargs():

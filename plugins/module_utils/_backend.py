@@ -25,23 +25,33 @@ class Verb(str, enum.Enum):
     DELETE_SNAPSHOT = 'delete_snapshot'
     ACTIVATE = 'activate'
     SET_PROPERTIES = 'set_properties'
+    RESTORE_VOLUME = 'restore_volume'
+
+
+class RepositoryVerb(str, enum.Enum):
+    """Every repository call a backup plan can hold; each names a method of ``_repository.Repository``."""
+
+    STORE_BACKUP = 'store_backup'
+    VERIFY_BACKUP = 'verify_backup'
+    DELETE_BACKUP = 'delete_backup'
 
 
 class Action:
     """One backend call of a plan, with the volumes it rewrites or reads (checked first).
 
-    ``verb`` is a ``Verb`` (or its value); anything else is refused here, so a plan
-    can only hold calls that every backend declares.
+    ``verb`` is a ``Verb`` (or its value), or a ``RepositoryVerb`` for a plan
+    that a repository applies; anything else is refused here, so a plan can only
+    hold calls that every backend (or the repository) declares.
     """
 
     def __init__(self, verb, description, rewrites=(), reads=(), **kwargs):
-        self.verb = Verb(verb).value
+        self.verb = verb.value if isinstance(verb, RepositoryVerb) else Verb(verb).value
         self.description = description
         self.checks = list(rewrites) + list(reads)
         self.kwargs = kwargs
 
     def apply(self, backend):
-        """Call the declared ``Backend`` method of this verb on ``backend``."""
+        """Call the declared method of this verb on ``backend`` (a ``Backend``, or the repository)."""
         return getattr(backend, self.verb)(**self.kwargs)
 
     def __repr__(self):
@@ -193,12 +203,41 @@ class Backend(abc.ABC):
         """Delete ``name`` and every snapshot of it."""
 
     @abc.abstractmethod
-    def create_snapshot(self, volume, name):
-        """Take snapshot ``name`` of ``volume``."""
+    def create_snapshot(self, volume, name, temporary=False):
+        """Take snapshot ``name`` of ``volume``; ``temporary`` marks one that lives for a run (stored, listed)."""
 
     @abc.abstractmethod
     def delete_snapshot(self, volume, name):
         """Delete snapshot ``name`` of ``volume``, keeping every other point in time."""
+
+    @abc.abstractmethod
+    def restore_volume(self, name, image, size, fmt):
+        """Create ``name`` of ``size`` bytes holding the content of ``image``, a backup (``BackupImage``).
+
+        The new volume lists as ``creating`` until the copy is complete.
+        """
+
+    # -- the data mover's source side (backup) ----------------------------------------------
+
+    def location(self):
+        """Where this backend's volumes are (volume group, parent dataset, directory), as a backup records it."""
+        raise NotImplementedError
+
+    def snapshot_identity(self, snapshot):
+        """What tells ``snapshot`` apart from any other snapshot of the same name (a guid or uuid), or None."""
+        return None
+
+    def open_snapshot(self, snapshot):
+        """A context manager that yields a reader of ``snapshot``'s content (``read(offset, length)``)."""
+        raise NotImplementedError('The %s backend cannot read snapshots.' % self.name)
+
+    def changed_ranges(self, base, snapshot):
+        """The ``(offset, length)`` ranges in which ``snapshot`` differs from the older snapshot ``base``.
+
+        None means the backend has no change set for the pair, and the data mover
+        compares every cluster instead. Read only.
+        """
+        return None
 
     # Settings verbs: only a backend whose ``plan_settings`` plans them implements them.
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
+from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
 
@@ -44,6 +46,10 @@ RESERVED_SUBSTRINGS = ('_cdata', '_cmeta', '_corig', '_cpool', '_cvol', '_mimage
 DM_NAME_MAX = 127
 PERCENT_RE = re.compile(r'\s*(\d+(?:\.\d+)?)\s*%\s*')
 TIME_FORMAT = '%Y%m%dT%H%M%S.%fZ'
+#: the COW area of a temporary snapshot of a thick LV, in percent of the origin, unless lvm.snapshot_size is set
+TEMPORARY_COW_PERCENT = 20
+THIN_DELTA_RE = re.compile(r'<(different|right_only|left_only)\s+begin="(\d+)"\s+length="(\d+)"\s*/>')
+BLOCK_SIZE_RE = re.compile(r'data_block_size="(\d+)"')
 
 
 def volume_lv(volume):
@@ -239,6 +245,7 @@ class LvmBackend(ListingBackend):
         elif _flag(row.get('lv_merging')):
             status = 'pending_delete'
             details['reason'] = 'LV %s is merging into its origin; LVM removes it when the merge ends.' % details['lv']
+        details['temporary'] = tags.get('temporary') == 'yes'
         return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
                         created=_created(tags), parent=parent, details=details)
 
@@ -347,7 +354,7 @@ class LvmBackend(ListingBackend):
                         error='Removing the snapshots of volume %s failed' % name)
         self.change(['lvremove', '--yes', self._lv(lv)], error='Removing LV %s failed' % self._lv(lv))
 
-    def create_snapshot(self, volume, name):
+    def create_snapshot(self, volume, name, temporary=False):
         scan = self.listing(fresh=False)
         lv = snapshot_lv(volume, name)
         self._refuse_foreign(scan, lv)
@@ -356,14 +363,22 @@ class LvmBackend(ListingBackend):
         if origin.get('segtype') == 'thin':
             argv += ['-kn']  # thin snapshots skip activation unless told otherwise
         else:
-            argv += ['-L', '%db' % self._cow_size(int(origin['lv_size']))]
-        self.change(argv + self._tags(volume=volume, snapshot=name, created=self._now())
+            argv += ['-L', '%db' % self._cow_size(int(origin['lv_size']), temporary)]
+        self.change(argv + self._tags(volume=volume, snapshot=name, created=self._now(),
+                                      temporary='yes' if temporary else None)
                     + [self._lv(volume_lv(volume))],
                     error='Creating snapshot LV %s failed' % self._lv(lv))
 
-    def _cow_size(self, origin_size):
+    def _cow_size(self, origin_size, temporary=False):
+        """COW bytes for a snapshot of a thick origin: ``lvm.snapshot_size``, else room for a full rewrite.
+
+        A temporary snapshot lives for a backup run, so without ``lvm.snapshot_size``
+        it gets ``TEMPORARY_COW_PERCENT`` of the origin instead.
+        """
         extent = self.allocation_unit()
         wanted = self.snapshot_request(origin_size)
+        if wanted is None and temporary:
+            wanted = -(-origin_size * TEMPORARY_COW_PERCENT // 100)
         if wanted is None or wanted >= origin_size:
             # Ask for more than the origin: lvcreate reduces it to the largest usable size,
             # which holds a full rewrite of the origin plus the exception store's own metadata.
@@ -377,3 +392,60 @@ class LvmBackend(ListingBackend):
     def activate(self, volume, snapshot=None):
         lv = self._lv(snapshot_lv(volume, snapshot) if snapshot else volume_lv(volume))
         self.change(['lvchange', '-ay', '-K', lv], error='Activating LV %s failed' % lv)
+
+    # -- the data mover ------------------------------------------------------------------
+
+    def location(self):
+        return self.vg
+
+    def snapshot_identity(self, snapshot):
+        return snapshot.details.get('uuid')
+
+    @contextmanager
+    def open_snapshot(self, snapshot):
+        with BlockReader(snapshot.details['path'], snapshot.size, 'Snapshot LV %s' % snapshot.details['lv']) as reader:
+            yield reader
+
+    def changed_ranges(self, base, snapshot):
+        """``thin_delta`` between two thin snapshots of one pool, read from a reserved metadata snapshot."""
+        if base.details.get('type') != 'thin' or snapshot.details.get('type') != 'thin':
+            return None
+        result = self.runner.run(['lvs', '--reportformat', 'json', '-o', 'lv_name,lv_uuid,thin_id,pool_lv',
+                                  base.details['lv'], snapshot.details['lv']],
+                                 error='LVM cannot list %s and %s' % (base.details['lv'], snapshot.details['lv']))
+        try:
+            rows = [row for part in json.loads(result.stdout)['report'] for row in part.get('lv', [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError('The output of lvs is not the expected JSON report: %s.' % exc)
+        found = dict((row.get('lv_uuid'), row) for row in rows)
+        pair = [found.get(base.details.get('uuid')), found.get(snapshot.details.get('uuid'))]
+        if None in pair or pair[0].get('pool_lv') != pair[1].get('pool_lv') or not pair[0].get('pool_lv'):
+            return None
+        pool = '%s-%s' % (self.vg.replace('-', '--'), pair[0]['pool_lv'].replace('-', '--'))
+        message = ['dmsetup', 'message', pool + '-tpool', '0']
+        self.runner.run(message + ['reserve_metadata_snap'],
+                        error='Reserving a metadata snapshot of thin pool %s/%s failed' % (self.vg, pair[0]['pool_lv']))
+        try:
+            delta = self.runner.run(['thin_delta', '-m', '--snap1', pair[0]['thin_id'], '--snap2', pair[1]['thin_id'],
+                                     '/dev/mapper/%s_tmeta' % pool],
+                                    error='thin_delta between %s and %s failed'
+                                    % (base.details['lv'], snapshot.details['lv']))
+        finally:
+            self.runner.run(message + ['release_metadata_snap'], check=False)
+        return parse_thin_delta(delta.stdout)
+
+    def restore_volume(self, name, image, size, fmt):
+        self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
+        lv = self._create(name, size, {'status': 'creating'})
+        restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv))
+        self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
+                    error='Marking LV %s complete failed' % self._lv(lv))
+
+
+def parse_thin_delta(text):
+    """The byte ranges that ``thin_delta`` reports as different, only right or only left (unmapped now)."""
+    match = BLOCK_SIZE_RE.search(text)
+    if not match:
+        raise StorageError('thin_delta printed no data_block_size: %r.' % text[:200])
+    unit = int(match.group(1)) * 512
+    return [(int(begin) * unit, int(length) * unit) for _kind, begin, length in THIN_DELTA_RE.findall(text)]

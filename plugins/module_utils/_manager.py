@@ -12,12 +12,17 @@ makes on a backend, and their order, are listed on ``Backend``.
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Settings, Verb
-from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._errors import ChainError, InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import os_error
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
-from ansible_collections.stratum.storage.plugins.module_utils._planner import NO_SETTINGS, plan_snapshot, plan_volume
+from ansible_collections.stratum.storage.plugins.module_utils._planner import (
+    NO_SETTINGS, plan_backup, plan_snapshot, plan_volume)
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
+from ansible_collections.stratum.storage.plugins.module_utils._repository import (
+    BackupImage, Repository, base_snapshot, check_source, source_of)
 from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandRunner
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
@@ -69,34 +74,50 @@ def ensure_volume(module, backend):
     desired['name'] = validate_name(params['name'], 'volume')
     desired['size'] = parse_size(params['size']) if params['size'] is not None else None
     # an empty name (a templated variable that is empty) is invalid, never "not given"
+    restore = params.get('source_backup') is not None
     if params['source_volume'] is not None:
         validate_name(params['source_volume'], 'source volume')
-        if params['source_volume'] == desired['name']:
+        if params['source_volume'] == desired['name'] and not restore:
             raise InvalidInputError('Volume %s cannot be cloned from itself.' % desired['name'])
     if params['source_snapshot'] is not None:
         validate_name(params['source_snapshot'], 'source snapshot')
+    repository = None
+    if restore:
+        validate_name(params['source_backup'], 'source backup')
+        repository = Repository(backend.runner, params['repository'])
+    elif params.get('repository') is not None:
+        raise InvalidInputError('Option repository is used with source_backup only (to restore a backup).')
     backend.validate_volume_name(desired['name'])
     if params['format'] and params['format'] not in backend.formats:
         raise InvalidInputError('The %s backend stores volumes in format %s only, not %s.'
                                 % (backend.name, ' or '.join(backend.formats), params['format']))
     connected = backend.connect(apply=not module.check_mode)
+    if repository is not None:
+        connected += repository.connect(apply=not module.check_mode)
 
     def read_and_plan():
         current, snapshots = backend.read_volume(desired['name'])
-        source = source_snapshot = None
-        if current is None and desired['source_volume'] and desired['state'] == 'present':
+        source = source_snapshot = image = None
+        if current is None and restore and desired['state'] == 'present':
+            source, backups, _meta = repository.read(desired['source_volume'])
+            source_snapshot = next((b for b in backups if b.name == desired['source_backup']), None)
+            if source_snapshot is not None:
+                image = BackupImage(repository, desired['source_volume'], desired['source_backup'],
+                                    source_snapshot.size)
+        elif current is None and desired['source_volume'] and desired['state'] == 'present':
             source, source_snapshots = backend.read_volume(desired['source_volume'])
             source_snapshot = next((s for s in source_snapshots if s.name == desired['source_snapshot']), None)
         settings = NO_SETTINGS
         if current is not None and desired['state'] == 'present' and current.status != 'error':
             settings = Settings._make(backend.plan_settings(current))
         actions, predicted = plan_volume(desired, current, snapshots, source, source_snapshot, backend.name,
-                                         backend.allocation_unit(current or source), settings)
-        if _creates(actions, Verb.CREATE_VOLUME, Verb.CLONE_VOLUME):
+                                         backend.allocation_unit(current or (None if restore else source)), settings,
+                                         image)
+        if _creates(actions, Verb.CREATE_VOLUME, Verb.CLONE_VOLUME, Verb.RESTORE_VOLUME):
             predicted = backend.predict_volume(predicted)
         return current, actions, predicted
 
-    locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] else [])
+    locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] and not restore else [])
     before, actions, predicted = _converge(module, backend, read_and_plan, locks)
     after = predicted if module.check_mode or not actions else backend.read_volume(desired['name'])[0]
     return _result(module, 'volume', before, after, actions, connected)
@@ -133,6 +154,65 @@ def ensure_snapshot(module, backend):
     return _result(module, 'snapshot', before, after, actions, connected)
 
 
+def ensure_backup(module, backend):
+    params = module.params
+    desired = dict(params)
+    volume = validate_name(params['volume'], 'volume')
+    validate_name(params['snapshot'], 'snapshot')
+    desired['name'] = validate_name(params['name'] if params['name'] is not None else params['snapshot'], 'backup')
+    backend.validate_volume_name(volume)
+    repository = Repository(backend.runner, params['repository'])
+    connected = backend.connect(apply=not module.check_mode) + repository.connect(apply=not module.check_mode)
+    directory = getattr(backend, 'directory', None)
+    if directory is not None and _same_directory(directory, repository.directory):
+        raise InvalidInputError('The repository %s is the volume directory of the nfs backend itself; keep backups in '
+                                'another directory.' % repository.directory)
+    repository.source = backend
+
+    def read_and_plan():
+        record, snapshots = backend.read_volume(volume)
+        if record is None and params['state'] == 'present':
+            raise StorageError('Volume %s does not exist, so it cannot be backed up.' % volume)
+        snapshot = next((s for s in snapshots if s.name == params['snapshot']), None)
+        stored, backups, meta = repository.read(volume)
+        if stored is not None and stored.status == 'error':
+            raise ChainError('Repository %s: %s' % (repository.directory, stored.details.get('reason')))
+        if stored is not None and params['state'] == 'present':
+            check_source(meta, source_of(backend, volume), volume, repository.directory)
+        base = base_snapshot(backend, meta, snapshots, snapshot) if snapshot is not None else None
+        identity = backend.snapshot_identity(snapshot) if snapshot is not None else None
+        before = next((b for b in backups if b.name == desired['name']), None)
+        actions, predicted = plan_backup(desired, snapshot, identity, backups, base, backend.name)
+        if predicted is not None and predicted is not before:
+            predicted.details['repository'] = repository.directory
+        return before, actions, predicted
+
+    before, actions, predicted = read_and_plan()
+    if actions and not module.check_mode:
+        with backend.lock([volume]), repository.lock([volume]):
+            before, actions, predicted = read_and_plan()
+            for action in actions:
+                action.apply(repository)
+        predicted = next((b for b in repository.read(volume)[1] if b.name == desired['name']), None)
+    return _result(module, 'backup', before, predicted, actions, connected)
+
+
+def _same_directory(one, other):
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return os.path.abspath(one) == os.path.abspath(other)
+
+
+def backup_info(module, backend):
+    volume = module.params.get('volume')
+    if volume is not None:
+        validate_name(volume, 'volume')
+    repository = Repository(CommandRunner(module), module.params['repository'])
+    repository.connect(apply=False)
+    return {'changed': False, 'backups': [b.to_dict() for b in repository.list(volume)]}
+
+
 def volume_info(module, backend):
     name = module.params.get('name')
     if name is not None:
@@ -154,6 +234,8 @@ HANDLERS = {
     'snapshot': ensure_snapshot,
     'volume_info': volume_info,
     'snapshot_info': snapshot_info,
+    'backup': ensure_backup,
+    'backup_info': backup_info,
 }
 
 
@@ -166,7 +248,9 @@ def run_module(module, kind):
             if other != backend_name and module.params.get(other) is not None:
                 raise InvalidInputError('Option %s configures backend %s, but this task selects backend=%s; remove %s '
                                         'or select backend=%s.' % (other, other, backend_name, other, other))
-        backend = BACKENDS[backend_name].backend(runner, module.params.get(backend_name) or {})
+        backend = None
+        if backend_name is not None:
+            backend = BACKENDS[backend_name].backend(runner, module.params.get(backend_name) or {})
         result = HANDLERS[kind](module, backend)
     except StorageError as exc:
         module.fail_json(msg=exc.message, **exc.details)

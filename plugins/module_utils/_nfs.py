@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import stat
-from contextlib import ExitStack
+import uuid
+from contextlib import ExitStack, contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Backend
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
@@ -31,6 +33,7 @@ from ansible_collections.stratum.storage.plugins.module_utils._files import (
     create_new, fd_path, file_lock, holder, os_error, pinned, read_json, revalidate_directory, same_file,
     write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
+from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
 from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
 from ansible_collections.stratum.storage.plugins.module_utils._schema import (
     STATUSES, Snapshot, Volume, iso_utc, now_utc)
@@ -328,7 +331,7 @@ class NfsBackend(Backend):
                 refuse('has an entry for snapshot %s that is not a JSON object' % key)
             if entry.get('status') not in (None, 'creating', 'pending_delete'):
                 refuse('has an unknown status %r for snapshot %s' % (entry.get('status'), key))
-            for field in ('created', 'file', 'into'):
+            for field in ('created', 'file', 'into', 'uuid'):
                 if not isinstance(entry.get(field), (str, type(None))):
                     refuse('has a "%s" of snapshot %s that is not a string' % (field, key))
         return meta
@@ -423,19 +426,33 @@ class NfsBackend(Backend):
 
     def _records(self, volume):
         """``(Volume, [Snapshot])`` of ``volume``, read under a shared lock; a broken volume is status error."""
+        return self.read_with_meta(volume)[:2]
+
+    def read_with_meta(self, volume):
+        """``(Volume or None, [Snapshot], our metadata)`` of ``volume`` from one read under a shared lock."""
+        if not self._exists(volume):
+            return None, [], {}
         try:
             with self._reading(volume):
                 if self._partial(volume):
-                    return self._partial_record(volume), []
+                    return self._partial_record(volume), [], {}
                 try:
                     chain = self.load(volume)
                 except OSError as exc:
                     raise ChainError(os_error(exc, 'Volume %s: reading' % volume, exc.filename or '').message)
                 except ChainError as exc:
-                    return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message)
+                    return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message), {}
         except StorageError as exc:  # the lock file itself is refused, or a writer holds it too long
-            return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message)
-        return self._volume_record(volume, chain), self._snapshot_records(volume, chain)
+            return self._error_record(volume, exc.message), self._error_snapshots(volume, exc.message), {}
+        return self._volume_record(volume, chain), self._snapshot_records(volume, chain), chain.meta
+
+    def reading(self, volume):
+        """The shared lock of a reader of ``volume`` (nothing when this run holds its exclusive lock)."""
+        return self._reading(volume)
+
+    def volume_names(self):
+        """The names of the volumes that have a file in the directory."""
+        return self._volume_names()
 
     def _partial_record(self, volume):
         new = os.path.basename(self._new_path(volume))
@@ -492,14 +509,16 @@ class NfsBackend(Backend):
             records.append(Snapshot(
                 name=name, volume=volume, backend=self.name, status=status,
                 size=image.virtual_size, created=meta.get('created') or iso_utc(image.mtime), parent=parent,
-                details={'file': filename, 'image': os.path.basename(image.path), 'image_format': image.format}))
+                details={'file': filename, 'image': os.path.basename(image.path), 'image_format': image.format,
+                         'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
             parent = name
         # A delete cut off after the info file dropped the snapshot is still pending.
         for name, meta in sorted(known.items()):
             if name not in chain.snapshots and meta.get('status') == 'pending_delete':
                 records.append(Snapshot(name=name, volume=volume, backend=self.name, status='pending_delete',
                                         created=meta.get('created'),
-                                        details={'file': meta.get('file'), 'image': None, 'image_format': None}))
+                                        details={'file': meta.get('file'), 'image': None, 'image_format': None,
+                                                 'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
         return records
 
     def list_volumes(self, name=None):
@@ -531,7 +550,8 @@ class NfsBackend(Backend):
         in_chain = [s.name for s in snapshots if s.details.get('image') is not None]
         return predicted.replace(parent=in_chain[-1] if in_chain else None, details={
             'file': '%s.%s' % (self.base_name(volume.name), predicted.name),
-            'image': volume.details['active_file'], 'image_format': volume.details['active_format']})
+            'image': volume.details['active_file'], 'image_format': volume.details['active_format'],
+            'uuid': None, 'temporary': bool(predicted.details.get('temporary'))})
 
     # -- preflight checks (read only) -------------------------------------------------
 
@@ -683,7 +703,7 @@ class NfsBackend(Backend):
                 os.unlink(self._path(entry))
 
     @_sentences
-    def create_snapshot(self, volume, name):
+    def create_snapshot(self, volume, name, temporary=False):
         chain = self.load(volume)
         overlay = '%s.%s' % (self.base_name(volume), name)
         path = self._path(overlay)
@@ -698,7 +718,12 @@ class NfsBackend(Backend):
                 raise StorageError('File %s already exists and was not left by this module for volume %s; remove '
                                    'it or use another snapshot name.' % (overlay, volume))
             os.unlink(path)
-        snapshots[name] = {'created': now_utc(), 'status': 'creating'}
+        # an entry made before (the record of a backup being stored) keeps its other keys
+        entry = dict(snapshots.get(name) or {}, created=now_utc(), status='creating')
+        entry.setdefault('uuid', str(uuid.uuid4()))
+        if temporary:
+            entry['temporary'] = True
+        snapshots[name] = entry
         self._write_meta(volume, meta)
         active = chain.active
         fd = create_new(path, self._attrs(volume))
@@ -793,3 +818,54 @@ class NfsBackend(Backend):
             os.unlink(self._path(overlay))
         del entries[name]
         self._write_meta(volume, meta)
+
+    # -- the data mover ------------------------------------------------------------------
+
+    def location(self):
+        return self.share or self.directory
+
+    def snapshot_identity(self, snapshot):
+        return snapshot.details.get('uuid')
+
+    def _files_of(self, chain, snapshot):
+        if snapshot not in chain.snapshots:
+            raise StorageError('Volume %s: snapshot %s is not in its chain.' % (chain.volume, snapshot))
+        return chain.files[:chain.point_in_time(snapshot) + 1]
+
+    @contextmanager
+    def open_snapshot(self, snapshot):
+        """Serve ``snapshot``'s image and its backing chain read-only through qemu-nbd."""
+        files = self._files_of(self.load(snapshot.volume), snapshot.name)
+        with pin(files) as fds:
+            with NbdExport(self.runner, image_opts(files, fds), fds.values(),
+                           what='snapshot %s of volume %s' % (snapshot.name, snapshot.volume)) as reader:
+                yield reader
+
+    def changed_ranges(self, base, snapshot):
+        """The clusters allocated in the overlays between ``base``'s image and ``snapshot``'s (``qemu-img map``)."""
+        chain = self.load(snapshot.volume)
+        if base.name not in chain.snapshots or snapshot.name not in chain.snapshots:
+            return None
+        above = chain.point_in_time(snapshot.name) - chain.point_in_time(base.name)
+        if above <= 0:
+            return None
+        files = self._files_of(chain, snapshot.name)
+        result = self._qemu_img_on(files, ['map', '--output=json', IMAGE_OPTS],
+                                   error='Mapping the clusters of volume %s failed' % snapshot.volume)
+        try:
+            extents = json.loads(result.stdout)
+            return [(int(e['start']), int(e['length'])) for e in extents
+                    if int(e['depth']) < above and e.get('present', True)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError('qemu-img map printed an unexpected allocation map: %s.' % exc)
+
+    @_sentences
+    def restore_volume(self, name, image, size, fmt):
+        def fill(fd):
+            with image.opened() as (opts, fds):
+                self._qemu_img('convert', '-q', '--image-opts', opts, '-O', fmt, fd_path(fd), pass_fds=list(fds) + [fd],
+                               error='Restoring backup %s of volume %s failed' % (image.name, image.volume))
+            if size > image.size:
+                self._qemu_img('resize', '-q', '--image-opts', 'driver=%s,file.filename=%s' % (fmt, fd_path(fd)),
+                               str(size), pass_fds=[fd])
+        self._make_new(name, fmt, None, fill)

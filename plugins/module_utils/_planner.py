@@ -12,7 +12,7 @@ sentence. Running a module around a plan is ``_manager``'s job.
 
 from __future__ import annotations
 
-from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, Settings, Verb
+from ansible_collections.stratum.storage.plugins.module_utils._backend import Action, RepositoryVerb, Settings, Verb
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InvalidInputError, StorageError)
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
@@ -23,11 +23,13 @@ DEFAULT_FORMAT = 'raw'
 NO_SETTINGS = Settings()
 
 
-def plan_volume(desired, current, snapshots, source, source_snapshot, backend, unit, settings=NO_SETTINGS):
+def plan_volume(desired, current, snapshots, source, source_snapshot, backend, unit, settings=NO_SETTINGS, image=None):
     """Return ``(actions, predicted)`` for the ``volume`` module.
 
     ``desired`` holds validated parameters (``size`` in bytes or None);
-    ``current``, ``source`` and ``source_snapshot`` are records or None;
+    ``current``, ``source`` and ``source_snapshot`` are records or None (for a
+    restore, the repository volume and the backup, and ``image`` the backup's
+    ``BackupImage``);
     ``unit`` is the backend's allocation unit for the volume (or the source of a
     clone); ``settings`` the ``Settings`` that ``Backend.plan_settings`` gave for
     ``current``.
@@ -45,6 +47,8 @@ def plan_volume(desired, current, snapshots, source, source_snapshot, backend, u
     size = round_up(desired['size'], unit) if desired['size'] is not None else None
     if current is None:
         fmt = desired['format'] or DEFAULT_FORMAT
+        if desired.get('source_backup'):
+            return _plan_restore(desired, size, fmt, source, source_snapshot, backend, unit, image)
         if desired['source_volume']:
             return _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit)
         if size is None:
@@ -99,6 +103,24 @@ def _plan_clone(desired, size, fmt, source, source_snapshot, backend, unit):
                    snapshot=snapshot_name, size=size, fmt=fmt)], predicted
 
 
+def _plan_restore(desired, size, fmt, repository_volume, backup, backend, unit, image):
+    name, volume, backup_name = desired['name'], desired['source_volume'], desired['source_backup']
+    if repository_volume is None or backup is None:
+        raise StorageError('Backup %s of volume %s is not in the repository, so volume %s cannot be restored from it.'
+                           % (backup_name, volume, name))
+    if backup.status != 'available':
+        raise StorageError('Backup %s of volume %s cannot be restored: its status is %s.'
+                           % (backup_name, volume, backup.status))
+    backup_size = round_up(backup.size, unit)
+    if size is not None and size < backup_size:
+        raise InvalidInputError('Volume %s cannot be %d bytes: backup %s of volume %s is %d bytes and a restore never '
+                                'shrinks.' % (name, size, backup_name, volume, backup_size))
+    size = size or backup_size
+    predicted = Volume(name=name, backend=backend, status='available', size=size, details={'format': fmt})
+    return [Action(Verb.RESTORE_VOLUME, 'restore backup %s of volume %s into new %s volume %s of %d bytes'
+                   % (backup_name, volume, fmt, name, size), name=name, image=image, size=size, fmt=fmt)], predicted
+
+
 def _label(volume, snapshot):
     return 'snapshot %s of volume %s' % (snapshot, volume) if snapshot else 'volume %s' % volume
 
@@ -130,7 +152,66 @@ def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, se
             raise StorageError('Snapshot %s of volume %s is being deleted; finish that with state=absent first.'
                                % (name, volume_name))
         return list(settings.actions), settings.predicted or existing
+    temporary = bool(desired.get('temporary'))
     predicted = Snapshot(name=name, volume=volume_name, backend=backend, status='available', size=volume.size,
-                         parent=snapshots[-1].name if snapshots else None)
-    return [Action(Verb.CREATE_SNAPSHOT, 'take snapshot %s of volume %s' % (name, volume_name),
-                   rewrites=[volume], volume=volume_name, name=name)], predicted
+                         parent=snapshots[-1].name if snapshots else None, details={'temporary': temporary})
+    return [Action(Verb.CREATE_SNAPSHOT, 'take %ssnapshot %s of volume %s' % ('temporary ' if temporary else '', name,
+                                                                             volume_name),
+                   rewrites=[volume], volume=volume_name, name=name, temporary=temporary)], predicted
+
+
+def plan_backup(desired, snapshot, identity, backups, base, backend):
+    """Return ``(actions, predicted)`` for the ``backup`` module; the actions are the repository's.
+
+    ``snapshot`` is the source snapshot record (or None) and ``identity`` what
+    the backend says tells it apart; ``backups`` the repository's records of
+    the volume; ``base`` the source snapshot that the repository volume holds
+    now (an incremental reads only what changed since), or None.
+    """
+    name, volume, snapshot_name = desired['name'], desired['volume'], desired['snapshot']
+    existing = next((b for b in backups if b.name == name), None)
+    if desired['state'] == 'absent':
+        if existing is None:
+            return [], None
+        what = 'discard the unfinished backup' if existing.status == 'creating' else 'delete backup'
+        return [Action(RepositoryVerb.DELETE_BACKUP, '%s %s of volume %s' % (what, name, volume),
+                       volume=volume, name=name)], None
+    if existing is not None and existing.status in ('error', 'pending_delete'):
+        raise StorageError(existing.details.get('reason') or 'Backup %s of volume %s is in status %s; %s.' % (
+            name, volume, existing.status, 'finish its delete with state=absent first'
+            if existing.status == 'pending_delete' else 'delete it with state=absent'))
+    if existing is not None and existing.status == 'available':
+        stored = existing.details
+        if stored.get('snapshot') != snapshot_name or (identity is not None and stored.get('identity') is not None
+                                                       and stored['identity'] != identity):
+            raise StorageError('Backup %s of volume %s already holds snapshot %s (identity %s), not snapshot %s%s; '
+                               'give this backup another name.'
+                               % (name, volume, stored.get('snapshot'), stored.get('identity'), snapshot_name,
+                                  ' (identity %s)' % identity if identity else ''))
+        if desired['verify'] and not stored.get('checksum'):
+            _require(snapshot, snapshot_name, volume, name)
+            return [Action(RepositoryVerb.VERIFY_BACKUP, 'verify backup %s of volume %s against snapshot %s'
+                           % (name, volume, snapshot_name), volume=volume, name=name, snapshot=snapshot)], existing
+        return [], existing
+    _require(snapshot, snapshot_name, volume, name)
+    complete = [b for b in backups if b.status == 'available']
+    parent = complete[-1].name if complete else None
+    how = 'the changes since snapshot %s' % base.name if base is not None else (
+        'every cluster that differs from backup %s' % parent if parent else 'all of it')
+    predicted = Snapshot(name=name, volume=volume, backend=backend, status='available', size=snapshot.size,
+                         parent=parent, details={'source_volume': volume, 'snapshot': snapshot_name,
+                                                 'identity': identity, 'base': base.name if base else None,
+                                                 'checksum': None, 'bytes_read': None, 'bytes_written': None})
+    redo = 'discard the unfinished backup %s, then ' % name if existing is not None else ''
+    return [Action(RepositoryVerb.STORE_BACKUP, '%sstore snapshot %s of volume %s as backup %s (%s)%s'
+                   % (redo, snapshot_name, volume, name, how, ', then verify it' if desired['verify'] else ''),
+                   volume=volume, name=name, snapshot=snapshot, base=base, verify=desired['verify'])], predicted
+
+
+def _require(snapshot, snapshot_name, volume, name):
+    if snapshot is None:
+        raise StorageError('Snapshot %s of volume %s does not exist, so backup %s cannot be made of it.'
+                           % (snapshot_name, volume, name))
+    if snapshot.status != 'available':
+        raise StorageError('Snapshot %s of volume %s is in status %s, so backup %s cannot be made of it.'
+                           % (snapshot_name, volume, snapshot.status, name))

@@ -11,16 +11,23 @@ is still arriving.
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
+from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
 STATUS_PROPERTY = 'stratum:status'
+TEMPORARY_PROPERTY = 'stratum:temporary'
+#: seconds to wait for udev to make a zvol's device node
+DEVICE_TIMEOUT = 120
 CLONE_SNAPSHOT_PREFIX = 'clone-'
 COLUMNS = ('name', 'type', 'guid', 'volsize', 'volblocksize', 'used', 'referenced', 'origin', 'createtxg',
            'creation', 'defer_destroy', 'userrefs', 'clones', 'receive_resume_token', 'refreservation',
@@ -31,7 +38,7 @@ CREATE_ONLY = ('volblocksize', 'encryption', 'keyformat', 'pbkdf2iters')
 SIZE_PROPERTIES = ('volblocksize', 'refreservation', 'reservation', 'quota', 'refquota', 'recordsize',
                    'special_small_blocks')
 #: properties the module manages itself
-OWN_PROPERTIES = ('volsize', 'origin', STATUS_PROPERTY)
+OWN_PROPERTIES = ('volsize', 'origin', STATUS_PROPERTY, TEMPORARY_PROPERTY)
 DEFAULT_VOLBLOCKSIZE = 16384
 DATASET_MAX = 255
 DATASET_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*')
@@ -127,6 +134,8 @@ class ZfsBackend(ListingBackend):
         status = 'available'
         if row['receive_resume_token'] not in ('-', '') or row[STATUS_PROPERTY] == 'inbound':
             status = 'inbound'
+        elif row[STATUS_PROPERTY] == 'creating':
+            status = 'creating'
         details = {
             'dataset': row['name'],
             'path': '/dev/zvol/%s' % row['name'],
@@ -156,6 +165,7 @@ class ZfsBackend(ListingBackend):
             'referenced': _int(row['referenced']),
             'clones': clones,
             'holds': _int(row['userrefs']) or 0,
+            'temporary': row.get(TEMPORARY_PROPERTY) == 'yes',
         }
         return Snapshot(name=snapshot, volume=volume, backend=self.name, status=status, size=_int(row['volsize']),
                         created=iso_utc(_int(row['creation'])), parent=parent, details=details)
@@ -302,8 +312,9 @@ class ZfsBackend(ListingBackend):
                       error='Destroying the snapshots of zvol %s failed' % self._dataset(name))
         self._zfs(['destroy', self._dataset(name)], error='Destroying zvol %s failed' % self._dataset(name))
 
-    def create_snapshot(self, volume, name):
-        self._zfs(['snapshot', self._dataset(volume, name)],
+    def create_snapshot(self, volume, name, temporary=False):
+        self._zfs(['snapshot'] + (['-o', '%s=yes' % TEMPORARY_PROPERTY] if temporary else [])
+                  + [self._dataset(volume, name)],
                   error='Taking snapshot %s failed' % self._dataset(volume, name))
 
     def delete_snapshot(self, volume, name):
@@ -314,6 +325,58 @@ class ZfsBackend(ListingBackend):
         deferred = bool(snapshot.details['clones'] or snapshot.details['holds'])
         self._zfs(['destroy'] + (['-d'] if deferred else []) + [self._dataset(volume, name)],
                   error='Destroying snapshot %s failed' % self._dataset(volume, name))
+
+    # -- the data mover ------------------------------------------------------------------
+
+    def location(self):
+        return self.parent
+
+    def snapshot_identity(self, snapshot):
+        return snapshot.details.get('guid')
+
+    def _device(self, dataset):
+        """Wait until udev has made the device node of ``dataset``; return its path."""
+        path = '/dev/zvol/%s' % dataset
+        self.runner.run(['udevadm', 'settle'], check=False)
+        deadline = time.monotonic() + DEVICE_TIMEOUT
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise StorageError('The device node %s of %s did not appear within %d seconds.'
+                                   % (path, dataset, DEVICE_TIMEOUT))
+            time.sleep(0.2)
+        return path
+
+    @contextmanager
+    def open_snapshot(self, snapshot):
+        """Read ``snapshot`` from its device node, shown with ``snapdev=visible`` while it is read.
+
+        The zvol's ``snapdev`` is set back afterwards (inherited again when it was).
+        """
+        volume = self._dataset(snapshot.volume)
+        found = self.runner.run(['zfs', 'get', '-H', '-p', '-o', 'value,source', 'snapdev', volume],
+                                error='Reading snapdev of %s failed' % volume).stdout.split('\t')
+        value, source = found[0].strip(), (found[1].strip() if len(found) > 1 else '')
+        if value != 'visible':
+            self.runner.run(['zfs', 'set', 'snapdev=visible', volume], error='Showing the snapshot devices of %s '
+                            'failed' % volume)
+        try:
+            path = self._device(snapshot.details['dataset'])
+            with BlockReader(path, snapshot.size, 'Snapshot %s' % snapshot.details['dataset']) as reader:
+                yield reader
+        finally:
+            if value != 'visible':
+                back = ['inherit', 'snapdev'] if source in ('default', '-') or source.startswith('inherited') \
+                    else ['set', 'snapdev=%s' % value]
+                self.runner.run(['zfs'] + back + [volume], check=False)
+
+    def restore_volume(self, name, image, size, fmt):
+        dataset = self._dataset(name)
+        properties = self._new_properties()
+        properties[STATUS_PROPERTY] = 'creating'
+        self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
+                  + [dataset], error='Creating zvol %s failed' % dataset)
+        restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset)
+        self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
 
 
 def _dependents(snapshot):

@@ -40,6 +40,16 @@ options:
       - V(info) is reserved on O(backend=nfs).
     type: str
     required: true
+  temporary:
+    description:
+      - Mark the snapshot as one that lives for a short while, for example for the duration of a backup run.
+      - The mark is stored with the snapshot (LV tag C(stratum_temporary=yes), ZFS property
+        C(stratum:temporary=yes), or the nfs metadata file) and listed as C(details.temporary).
+      - On a thick LV without O(lvm.snapshot_size) the COW area of a temporary snapshot is 20% of the origin
+        instead of room for a full rewrite; a snapshot that overflows lists with status V(error).
+      - It is set when the snapshot is taken; an existing snapshot keeps its mark.
+    type: bool
+    default: false
   state:
     description: Whether the snapshot exists.
     type: str

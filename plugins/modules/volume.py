@@ -64,6 +64,14 @@ options:
   source_snapshot:
     description: Copy this snapshot of O(source_volume) instead of its current content.
     type: str
+  source_backup:
+    description:
+      - Restore this backup of O(source_volume) from O(repository) into the new volume, byte-for-byte, on any
+        backend - a backup of an LV restores to a zvol or to a qcow2 file, and so on.
+      - The new volume lists as V(creating) until the copy is complete; an existing volume is never overwritten
+        (the task then only checks its size and format). Its C(origin) is V(null), since it depends on nothing.
+      - Requires O(source_volume) (the volume the backup was made of) and O(repository).
+    type: str
   force:
     description: With O(state=absent), also delete every snapshot of the volume.
     type: bool
@@ -71,6 +79,7 @@ options:
 extends_documentation_fragment:
   - stratum.storage._backend
   - stratum.storage._backend.CHANGES
+  - stratum.storage._repository
   - stratum.storage._lvm
   - stratum.storage._nfs
   - stratum.storage._zfs
@@ -114,6 +123,17 @@ EXAMPLES = r'''
         name: db01-restore-test
         state: absent
         force: true
+
+- name: Restore a backup of an LV into a new zvol
+  stratum.storage.volume:
+    backend: zfs
+    zfs:
+      parent: tank/volumes
+    name: db01-data-restored
+    source_volume: db01-data
+    source_backup: nightly-2026-11-20
+    repository:
+      share: backup1:/export/backups
 
 - name: A 64 MiB thin LV; 64M, 64MiB and 16 extents of 4 MiB are the same size, so a second run changes nothing
   stratum.storage.volume:

@@ -1,0 +1,161 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The data mover: copy what changed between two points of a volume, in 64 KiB clusters.
+
+A source is a snapshot read through a ``Reader`` (a block device, or a qcow2
+chain served by qemu-nbd). The destination already holds an earlier point A
+of the same volume, or nothing. Two ways to find what to copy:
+
+- a change set: the ranges that differ between A and the snapshot, as the
+  backend reports them (qcow2 allocation maps, ``thin_delta``); only those
+  ranges are read and written;
+- a compare: every cluster of the snapshot is read and compared with the
+  destination, and only clusters that differ are written. This is the slow
+  path, for backends without a change set (thick LVM, ZFS) or without a
+  common point.
+
+A cluster that reads as zeros is written as a zero write, which qcow2 records
+without data.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+
+from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
+
+CLUSTER = 64 << 10
+#: bytes read per request on a sequential pass
+BLOCK = 1 << 20
+_ZERO_BLOCK = bytes(BLOCK)
+
+
+class BlockReader:
+    """Reads a snapshot that is a block device (an LV or a zvol snapshot's device node)."""
+
+    def __init__(self, path, size, what):
+        self.path = path
+        self.size = size
+        self.what = what
+        self.bytes_read = 0
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StorageError('%s cannot be opened for reading at %s: %s.'
+                               % (self.what, self.path, exc.strerror or exc))
+        if not stat.S_ISBLK(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError('%s at %s is not a block device.' % (self.what, self.path))
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)
+        self._fd = None
+        return False
+
+    def read(self, offset, length):
+        parts, done = [], 0
+        while done < length:
+            try:
+                chunk = os.pread(self._fd, length - done, offset + done)
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    raise StorageError('%s cannot be read at offset %d (I/O error); a COW snapshot that overflowed '
+                                       'reads like this.' % (self.what, offset + done))
+                raise StorageError('%s cannot be read at offset %d: %s.' % (self.what, offset + done, exc.strerror))
+            if not chunk:
+                raise StorageError('%s ended at %d bytes, before its size of %d bytes.'
+                                   % (self.what, offset + done, self.size))
+            parts.append(chunk)
+            done += len(chunk)
+        self.bytes_read += length
+        return b''.join(parts)
+
+
+def aligned(ranges, size, unit=CLUSTER):
+    """``ranges`` (offset, length) widened to whole ``unit``s, merged, sorted and cut at ``size``."""
+    spans = []
+    for offset, length in sorted(ranges):
+        if length <= 0 or offset >= size:
+            continue
+        start = offset - offset % unit
+        end = min(size, -(-(offset + length) // unit) * unit)
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end - start) for start, end in spans]
+
+
+def _pieces(ranges):
+    """Split ranges into reads of at most ``BLOCK`` bytes, each starting on a cluster."""
+    for offset, length in ranges:
+        while length > 0:
+            step = min(length, BLOCK)
+            yield offset, step
+            offset, length = offset + step, length - step
+
+
+def copy_changes(reader, image, size, ranges=None, empty=False):
+    """Make ``image`` (an open ``NbdExport``) read like ``reader`` over ``ranges`` (None: everywhere).
+
+    Without ``ranges`` every cluster is compared with what ``image`` holds and
+    only differing clusters are written (``empty``: ``image`` reads as zeros,
+    so it is not read). With ``ranges`` (a change set) those clusters are
+    written without comparing. Returns the number of clusters written.
+    """
+    compare = ranges is None
+    spans = aligned([(0, size)] if ranges is None else ranges, size)
+    written = 0
+    for offset, length in _pieces(spans):
+        data = reader.read(offset, length)
+        old = None
+        if compare:
+            old = _ZERO_BLOCK[:length] if empty else image.read(offset, length)
+        run_start, run = None, []
+        for at in range(0, length, CLUSTER):
+            piece = data[at:at + CLUSTER]
+            if old is not None and old[at:at + CLUSTER] == piece:
+                _flush(image, run_start, run)
+                run_start, run = None, []
+                continue
+            written += 1
+            if piece.count(0) == len(piece):
+                _flush(image, run_start, run)
+                run_start, run = None, []
+                image.write_zeroes(offset + at, len(piece))
+                continue
+            if run_start is None:
+                run_start = offset + at
+            run.append(piece)
+        _flush(image, run_start, run)
+    return written
+
+
+def _flush(image, offset, run):
+    if run:
+        image.write(offset, b''.join(run))
+
+
+def digest(reader, size):
+    """SHA-256 of the first ``size`` bytes that ``reader`` reads, as ``sha256:<hex>``."""
+    hashed = hashlib.sha256()
+    for offset, length in _pieces([(0, size)]):
+        hashed.update(reader.read(offset, length))
+    return 'sha256:' + hashed.hexdigest()
+
+
+def restore_into_device(runner, image, path, what):
+    """Write backup ``image`` (a ``BackupImage``) onto the block device ``path``; zeros are written too."""
+    with image.opened() as (opts, fds):
+        runner.run(['qemu-img', 'convert', '-q', '-n', '--image-opts', opts, '--target-image-opts',
+                    'driver=raw,file.driver=host_device,file.filename=%s' % path.replace(',', ',,')],
+                   pass_fds=fds, error='Restoring backup %s of volume %s into %s failed'
+                   % (image.name, image.volume, what))
