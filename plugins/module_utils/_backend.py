@@ -223,6 +223,10 @@ class Backend(abc.ABC):
         """Where this backend's volumes are (volume group, parent dataset, directory), as a backup records it."""
         raise NotImplementedError
 
+    def uses_directory(self, directory):
+        """True when this backend keeps its volumes in ``directory`` (which a repository must not share)."""
+        return False
+
     def snapshot_identity(self, snapshot):
         """What tells ``snapshot`` apart from any other snapshot of the same name (a guid or uuid), or None."""
         return None

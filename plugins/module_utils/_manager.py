@@ -12,7 +12,6 @@ makes on a backend, and their order, are listed on ``Backend``.
 
 from __future__ import annotations
 
-import os
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Settings, Verb
 from ansible_collections.stratum.storage.plugins.module_utils._errors import ChainError, InvalidInputError, StorageError
@@ -84,7 +83,7 @@ def ensure_volume(module, backend):
     repository = None
     if restore:
         validate_name(params['source_backup'], 'source backup')
-        repository = Repository(backend.runner, params['repository'])
+        repository = Repository(CommandRunner(module), params['repository'])
     elif params.get('repository') is not None:
         raise InvalidInputError('Option repository is used with source_backup only (to restore a backup).')
     backend.validate_volume_name(desired['name'])
@@ -161,10 +160,9 @@ def ensure_backup(module, backend):
     validate_name(params['snapshot'], 'snapshot')
     desired['name'] = validate_name(params['name'] if params['name'] is not None else params['snapshot'], 'backup')
     backend.validate_volume_name(volume)
-    repository = Repository(backend.runner, params['repository'])
+    repository = Repository(CommandRunner(module), params['repository'])
     connected = backend.connect(apply=not module.check_mode) + repository.connect(apply=not module.check_mode)
-    directory = getattr(backend, 'directory', None)
-    if directory is not None and _same_directory(directory, repository.directory):
+    if backend.uses_directory(repository.directory):
         raise InvalidInputError('The repository %s is the volume directory of the nfs backend itself; keep backups in '
                                 'another directory.' % repository.directory)
     repository.source = backend
@@ -195,13 +193,6 @@ def ensure_backup(module, backend):
                 action.apply(repository)
         predicted = next((b for b in repository.read(volume)[1] if b.name == desired['name']), None)
     return _result(module, 'backup', before, predicted, actions, connected)
-
-
-def _same_directory(one, other):
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return os.path.abspath(one) == os.path.abspath(other)
 
 
 def backup_info(module, backend):

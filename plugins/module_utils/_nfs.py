@@ -827,6 +827,12 @@ class NfsBackend(Backend):
     def snapshot_identity(self, snapshot):
         return snapshot.details.get('uuid')
 
+    def uses_directory(self, directory):
+        try:
+            return os.path.samefile(self.directory, directory)
+        except OSError:
+            return os.path.abspath(self.directory) == os.path.abspath(directory)
+
     def _files_of(self, chain, snapshot):
         if snapshot not in chain.snapshots:
             raise StorageError('Volume %s: snapshot %s is not in its chain.' % (chain.volume, snapshot))

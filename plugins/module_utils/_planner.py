@@ -109,8 +109,9 @@ def _plan_restore(desired, size, fmt, repository_volume, backup, backend, unit, 
         raise StorageError('Backup %s of volume %s is not in the repository, so volume %s cannot be restored from it.'
                            % (backup_name, volume, name))
     if backup.status != 'available':
-        raise StorageError('Backup %s of volume %s cannot be restored: its status is %s.'
-                           % (backup_name, volume, backup.status))
+        raise StorageError('Backup %s of volume %s cannot be restored: its status is %s%s.'
+                           % (backup_name, volume, backup.status,
+                              ' (%s)' % backup.details['reason'].rstrip('.') if backup.details.get('reason') else ''))
     backup_size = round_up(backup.size, unit)
     if size is not None and size < backup_size:
         raise InvalidInputError('Volume %s cannot be %d bytes: backup %s of volume %s is %d bytes and a restore never '
@@ -205,7 +206,7 @@ def plan_backup(desired, snapshot, identity, backups, base, backend):
     redo = 'discard the unfinished backup %s, then ' % name if existing is not None else ''
     return [Action(RepositoryVerb.STORE_BACKUP, '%sstore snapshot %s of volume %s as backup %s (%s)%s'
                    % (redo, snapshot_name, volume, name, how, ', then verify it' if desired['verify'] else ''),
-                   volume=volume, name=name, snapshot=snapshot, base=base, verify=desired['verify'])], predicted
+                   volume=volume, name=name, snapshot=snapshot, verify=desired['verify'])], predicted
 
 
 def _require(snapshot, snapshot_name, volume, name):

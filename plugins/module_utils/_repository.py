@@ -93,6 +93,11 @@ class Repository:
         return self.store.directory
 
     def connect(self, apply):
+        if not self.store.share:
+            if not os.path.lexists(self.directory):
+                raise StorageError('Repository directory %s does not exist.' % self.directory)
+            if not os.path.isdir(self.directory):
+                raise StorageError('Repository %s is not a directory.' % self.directory)
         return self.store.connect(apply)
 
     def lock(self, volumes):
@@ -199,6 +204,10 @@ class Repository:
         self._reset_active(volume)
         for name in partial:
             del entries[name]
+            # the overlay of a snapshot that a cut run made but never mapped; unlink never follows a link
+            overlay = self.store._path('%s.%s' % (self.store.base_name(volume), name))
+            if os.path.lexists(overlay):
+                os.unlink(overlay)
         newest = list(chain.snapshots)[-1] if chain.snapshots else None
         meta['current'] = current_of(newest, entries.get(newest)) if newest else None
         self.store._write_meta(volume, meta)
@@ -207,11 +216,12 @@ class Repository:
     #: the source ``Backend`` of the backup module's run; set by the manager before a plan is applied
     source = None
 
-    def store_backup(self, volume, name, snapshot, base, verify):
-        """Write ``snapshot`` (a source ``Snapshot`` of ``backend``) as backup ``name``; return its details.
+    def store_backup(self, volume, name, snapshot, verify):
+        """Write ``snapshot`` (a source ``Snapshot`` of the source backend) as backup ``name``; return its details.
 
-        ``base`` is the source snapshot whose content the repository volume holds
-        now (None: unknown); with a change set from it only changed clusters are read.
+        The base is the source snapshot whose content the repository volume holds
+        once a cut-off backup is discarded (``base_snapshot``); with a change set
+        from it only changed clusters are read.
         """
         store, backend = self.store, self.source
         current, _backups, meta = self.read(volume)
@@ -238,6 +248,7 @@ class Repository:
             raise StorageError('Snapshot %s of volume %s is %d bytes, smaller than the %d bytes its backups hold; a '
                                'volume never shrinks, so it is refused.'
                                % (snapshot.name, volume, snapshot.size, chain.active.virtual_size))
+        base = base_snapshot(backend, meta, backend.read_volume(volume)[1], snapshot)
         ranges = backend.changed_ranges(base, snapshot) if base is not None else None
         empty = meta.get('current') is None
         with pin(chain.files) as fds, \

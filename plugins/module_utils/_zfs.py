@@ -31,7 +31,7 @@ DEVICE_TIMEOUT = 120
 CLONE_SNAPSHOT_PREFIX = 'clone-'
 COLUMNS = ('name', 'type', 'guid', 'volsize', 'volblocksize', 'used', 'referenced', 'origin', 'createtxg',
            'creation', 'defer_destroy', 'userrefs', 'clones', 'receive_resume_token', 'refreservation',
-           STATUS_PROPERTY)
+           STATUS_PROPERTY, TEMPORARY_PROPERTY)
 #: properties that ZFS fixes when a zvol is created
 CREATE_ONLY = ('volblocksize', 'encryption', 'keyformat', 'pbkdf2iters')
 #: properties whose parsable value is bytes; a desired value such as 16K is compared as bytes

@@ -27,7 +27,8 @@ def constant(filename, name):
 def main():
     lvs = ast.literal_eval(constant('_lvm.py', 'LVS_FIELDS'))
     zfs_node = constant('_zfs.py', 'COLUMNS')
-    zfs = [ast.literal_eval(e) if not isinstance(e, ast.Name) else 'stratum:status' for e in zfs_node.elts]
+    names = {'STATUS_PROPERTY': 'stratum:status', 'TEMPORARY_PROPERTY': 'stratum:temporary'}
+    zfs = [ast.literal_eval(e) if not isinstance(e, ast.Name) else names[e.id] for e in zfs_node.elts]
     json.dump({'lvs_fields': ','.join(lvs), 'zfs_columns': ','.join(zfs)}, sys.stdout)
     print()
 

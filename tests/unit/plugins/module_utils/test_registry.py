@@ -13,13 +13,14 @@ from ansible_collections.stratum.storage.plugins.doc_fragments import _backend a
 from ansible_collections.stratum.storage.plugins.module_utils import _argspec, _manager
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Backend
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
-from ansible_collections.stratum.storage.plugins.modules import snapshot, snapshot_info, volume, volume_info
+from ansible_collections.stratum.storage.plugins.modules import backup, snapshot, snapshot_info, volume, volume_info
 
 MODULES = {
     'volume': (volume, _argspec.volume_kwargs),
     'snapshot': (snapshot, _argspec.snapshot_kwargs),
     'volume_info': (volume_info, _argspec.volume_info_kwargs),
     'snapshot_info': (snapshot_info, _argspec.snapshot_info_kwargs),
+    'backup': (backup, _argspec.backup_kwargs),
 }
 NAMES = sorted(BACKENDS)
 SPEC_KEYS = ('type', 'required', 'default', 'choices', 'elements')
@@ -55,7 +56,8 @@ def test_every_module_documents_and_accepts_every_registered_backend(module_name
     fragments = doc['extends_documentation_fragment']
     assert 'stratum.storage._backend' in fragments
     listed = sorted(f[len('stratum.storage._'):] for f in fragments
-                    if f.startswith('stratum.storage._') and not f.startswith('stratum.storage._backend'))
+                    if f.startswith('stratum.storage._') and not f.startswith('stratum.storage._backend')
+                    and f != 'stratum.storage._repository')
     assert listed == NAMES, 'the backend fragments listed by module %s' % module_name
     assert sorted(n for n in (doc.get('options') or {}) if n in BACKENDS or n == 'backend') == []
     spec = kwargs()['argument_spec']

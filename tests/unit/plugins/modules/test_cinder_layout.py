@@ -48,8 +48,9 @@ def test_cinder_directory_is_listed(voldir):
     assert [s['name'] for s in snaps] == SNAPS
     assert [s['parent'] for s in snaps] == [None] + SNAPS[:-1]
     assert all(s['status'] == 'available' and s['size'] == 2 << 20 and s['created'].endswith('Z') for s in snaps)
+    # Cinder keeps no snapshot UUID in the directory, so the identity is unknown
     assert snaps[0]['details'] == {'file': 'volume-%s.%s' % (VOL, SNAPS[0]), 'image': 'volume-%s' % VOL,
-                                   'image_format': 'raw'}
+                                   'image_format': 'raw', 'uuid': None, 'temporary': False}
     assert set(snaps[0]) == {'name', 'volume', 'backend', 'status', 'size', 'created', 'parent', 'details'}
 
 

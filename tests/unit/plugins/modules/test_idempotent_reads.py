@@ -124,8 +124,31 @@ class RecordingBackend(Backend):
     def delete_volume(self, name):
         self._record('delete_volume')
 
-    def create_snapshot(self, volume, name):
+    def create_snapshot(self, volume, name, temporary=False):
         self._record('create_snapshot')
+
+    def restore_volume(self, name, image, size, fmt):
+        self._record('restore_volume')
+
+    def location(self):
+        self._record('location')
+        return '/srv/volumes'
+
+    def uses_directory(self, directory):
+        self._record('uses_directory')
+        return False
+
+    def snapshot_identity(self, snapshot):
+        self._record('snapshot_identity')
+        return None
+
+    def open_snapshot(self, snapshot):
+        self._record('open_snapshot')
+        raise AssertionError('no case reads snapshot data')
+
+    def changed_ranges(self, base, snapshot):
+        self._record('changed_ranges')
+        return None
 
     def delete_snapshot(self, volume, name):
         self._record('delete_snapshot')

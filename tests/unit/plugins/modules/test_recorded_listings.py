@@ -56,7 +56,7 @@ def test_recorded_lvm_volumes():
     assert volumes['tclone1']['origin'] == {'volume': 'thin1', 'snapshot': 's1'}
     assert volumes['thin2']['details']['active'] is False and volumes['thin1']['details']['active'] is True
     assert all(v['status'] == 'available' for v in volumes.values())
-    assert volumes['thin1']['created'] == '2026-11-24T01:26:07Z'
+    assert volumes['thin1']['created'] == '2026-11-24T03:18:06Z'
 
 
 def test_recorded_lvm_snapshots():
