@@ -57,5 +57,6 @@ notes:
   - On O(backend=nfs) the C(details) of a volume are C(directory), C(base_file), C(active_file), C(format),
     C(active_format), C(files) (the chain from base to active) and C(info_file); those of a snapshot are C(file)
     (the overlay the info file maps the snapshot to), C(image) (its backing file, which holds the point-in-time
-    content) and C(image_format). A record in status V(error) adds C(reason).
+    content), C(image_format), C(uuid) (set when the snapshot is taken by this collection; V(null) for one that
+    Cinder took) and C(temporary). A record in status V(error) adds C(reason).
 '''

@@ -40,5 +40,5 @@ notes:
   - On O(backend=zfs) the C(details) of a volume are C(dataset), C(path) (the C(/dev/zvol) device), C(guid),
     C(volblocksize), C(used), C(referenced), C(sparse), C(format) (always C(raw)) and C(properties) (the values of
     O(zfs.properties) as ZFS reports them); those of a snapshot are C(dataset), C(guid), C(createtxg), C(used),
-    C(referenced), C(clones) (datasets cloned from it) and C(holds) (the number of user holds).
+    C(referenced), C(clones) (datasets cloned from it), C(holds) (the number of user holds) and C(temporary).
 '''

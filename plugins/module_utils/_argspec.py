@@ -62,12 +62,12 @@ def snapshot_kwargs():
 def backup_kwargs():
     return module_kwargs(dict(
         volume=dict(type='str', required=True),
-        snapshot=dict(type='str', required=True),
+        snapshot=dict(type='str'),
         name=dict(type='str'),
         repository=copy.deepcopy(dict(REPOSITORY, required=True)),
         verify=dict(type='bool', default=False),
         state=dict(STATE),
-    ))
+    ), required_if=[('state', 'present', ('snapshot',))], required_one_of=[['name', 'snapshot']])
 
 
 def backup_info_kwargs():

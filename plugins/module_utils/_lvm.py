@@ -437,7 +437,9 @@ class LvmBackend(ListingBackend):
     def restore_volume(self, name, image, size, fmt):
         self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
         lv = self._create(name, size, {'status': 'creating'})
-        restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv))
+        # a thin LV reads zeros where nothing was written; a thick one may hold old data of the disk
+        restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv),
+                            None if self.thin_pool else size)
         self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
                     error='Marking LV %s complete failed' % self._lv(lv))
 

@@ -157,7 +157,8 @@ def ensure_backup(module, backend):
     params = module.params
     desired = dict(params)
     volume = validate_name(params['volume'], 'volume')
-    validate_name(params['snapshot'], 'snapshot')
+    if params['snapshot'] is not None:
+        validate_name(params['snapshot'], 'snapshot')
     desired['name'] = validate_name(params['name'] if params['name'] is not None else params['snapshot'], 'backup')
     backend.validate_volume_name(volume)
     repository = Repository(CommandRunner(module), params['repository'])

@@ -152,10 +152,17 @@ def digest(reader, size):
     return 'sha256:' + hashed.hexdigest()
 
 
-def restore_into_device(runner, image, path, what):
-    """Write backup ``image`` (a ``BackupImage``) onto the block device ``path``; zeros are written too."""
+def restore_into_device(runner, image, path, what, size=None):
+    """Write backup ``image`` (a ``BackupImage``) onto the block device ``path``; zeros are written too.
+
+    With ``size`` larger than the backup (a device rounded up, or asked bigger),
+    the rest of the device is zeroed, since a new device may hold old data.
+    """
     with image.opened() as (opts, fds):
         runner.run(['qemu-img', 'convert', '-q', '-n', '--image-opts', opts, '--target-image-opts',
                     'driver=raw,file.driver=host_device,file.filename=%s' % path.replace(',', ',,')],
                    pass_fds=fds, error='Restoring backup %s of volume %s into %s failed'
                    % (image.name, image.volume, what))
+    if size is not None and size > image.size:
+        runner.run(['blkdiscard', '--zeroout', '--offset', str(image.size), '--length', str(size - image.size), path],
+                   error='Zeroing %s beyond the restored %d bytes failed' % (what, image.size))

@@ -156,8 +156,8 @@ def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, se
     temporary = bool(desired.get('temporary'))
     predicted = Snapshot(name=name, volume=volume_name, backend=backend, status='available', size=volume.size,
                          parent=snapshots[-1].name if snapshots else None, details={'temporary': temporary})
-    return [Action(Verb.CREATE_SNAPSHOT, 'take %ssnapshot %s of volume %s' % ('temporary ' if temporary else '', name,
-                                                                             volume_name),
+    kind = 'temporary snapshot' if temporary else 'snapshot'
+    return [Action(Verb.CREATE_SNAPSHOT, 'take %s %s of volume %s' % (kind, name, volume_name),
                    rewrites=[volume], volume=volume_name, name=name, temporary=temporary)], predicted
 
 

@@ -342,4 +342,3 @@ def base_snapshot(backend, meta, snapshots, snapshot):
         if snap.status == 'available' and backend.snapshot_identity(snap) == identity:
             return snap
     return None
-

@@ -39,12 +39,15 @@ options:
     type: str
     required: true
   snapshot:
-    description: The snapshot of O(volume) to back up.
+    description:
+      - The snapshot of O(volume) to back up.
+      - Required with O(state=present); with O(state=absent) it only names the backup when O(name) is not given.
     type: str
-    required: true
   name:
-    description: Name of the backup; defaults to O(snapshot).
+    description: Name of the backup; defaults to O(snapshot). One of O(name) and O(snapshot) is required.
     type: str
+  repository:
+    required: true
   verify:
     description:
       - Read the stored backup and the source snapshot and compare them; the SHA-256 checksum is recorded in

@@ -18,6 +18,8 @@ options:
   volume:
     description: List the backups of this volume only.
     type: str
+  repository:
+    required: true
   backend:
     description: Accepted for C(module_defaults); not used.
     type: str

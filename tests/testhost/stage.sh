@@ -43,6 +43,8 @@ host1() {
     scenario=$(basename "$(dirname "$scenario")")
     STRATUM_TESTHOST_REUSE=testhost1 timed "testhost1: molecule $scenario" molecule test -s "$scenario"
   done
+  timed "testhost1: backups and restores (LVM thick and thin, ZFS, NFS)" ansible-playbook -i "$inventory" \
+    tests/testhost/backup.yml -e backup_host=testhost1
 }
 
 host2() {

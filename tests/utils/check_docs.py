@@ -14,7 +14,7 @@ import sys
 
 import yaml
 
-MODULES = ('volume', 'snapshot', 'volume_info', 'snapshot_info')
+MODULES = ('volume', 'snapshot', 'volume_info', 'snapshot_info', 'backup', 'backup_info')
 ATTRIBUTES = ('check_mode', 'diff_mode', 'idempotent', 'action_group')
 
 
