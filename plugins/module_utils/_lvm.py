@@ -423,15 +423,20 @@ class LvmBackend(ListingBackend):
             return None
         pool = '%s-%s' % (self.vg.replace('-', '--'), pair[0]['pool_lv'].replace('-', '--'))
         message = ['dmsetup', 'message', pool + '-tpool', '0']
-        self.runner.run(message + ['reserve_metadata_snap'],
-                        error='Reserving a metadata snapshot of thin pool %s/%s failed' % (self.vg, pair[0]['pool_lv']))
-        try:
-            delta = self.runner.run(['thin_delta', '-m', '--snap1', pair[0]['thin_id'], '--snap2', pair[1]['thin_id'],
-                                     '/dev/mapper/%s_tmeta' % pool],
-                                    error='thin_delta between %s and %s failed'
-                                    % (base.details['lv'], snapshot.details['lv']))
-        finally:
-            self.runner.run(message + ['release_metadata_snap'], check=False)
+        # one metadata snapshot per pool: runs on this host take the pool's lock for it, so one
+        # found reserved under the lock was left by a run that was killed, and is released
+        with host_locks('lvm-pool:%s' % self.vg, [pair[0]['pool_lv']]):
+            if self.runner.run(message + ['reserve_metadata_snap'], check=False).rc != 0:
+                self.runner.run(message + ['release_metadata_snap'], check=False)
+                self.runner.run(message + ['reserve_metadata_snap'], error='Reserving a metadata snapshot of thin '
+                                'pool %s/%s failed' % (self.vg, pair[0]['pool_lv']))
+            try:
+                delta = self.runner.run(['thin_delta', '-m', '--snap1', pair[0]['thin_id'], '--snap2',
+                                         pair[1]['thin_id'], '/dev/mapper/%s_tmeta' % pool],
+                                        error='thin_delta between %s and %s failed'
+                                        % (base.details['lv'], snapshot.details['lv']))
+            finally:
+                self.runner.run(message + ['release_metadata_snap'], check=False)
         return parse_thin_delta(delta.stdout)
 
     def restore_volume(self, name, image, size, fmt):

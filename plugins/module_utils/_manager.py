@@ -93,6 +93,9 @@ def ensure_volume(module, backend):
     connected = backend.connect(apply=not module.check_mode)
     if repository is not None:
         connected += repository.connect(apply=not module.check_mode)
+        if backend.uses_directory(repository.directory):
+            raise InvalidInputError('The repository %s is the volume directory of the nfs backend itself; restore '
+                                    'into another directory.' % repository.directory)
 
     def read_and_plan():
         current, snapshots = backend.read_volume(desired['name'])
@@ -162,6 +165,7 @@ def ensure_backup(module, backend):
     desired['name'] = validate_name(params['name'] if params['name'] is not None else params['snapshot'], 'backup')
     backend.validate_volume_name(volume)
     repository = Repository(CommandRunner(module), params['repository'])
+    repository.store.validate_snapshot_name(desired['name'], volume)
     connected = backend.connect(apply=not module.check_mode) + repository.connect(apply=not module.check_mode)
     if backend.uses_directory(repository.directory):
         raise InvalidInputError('The repository %s is the volume directory of the nfs backend itself; keep backups in '
@@ -176,7 +180,7 @@ def ensure_backup(module, backend):
         stored, backups, meta = repository.read(volume)
         if stored is not None and stored.status == 'error':
             raise ChainError('Repository %s: %s' % (repository.directory, stored.details.get('reason')))
-        if stored is not None and params['state'] == 'present':
+        if stored is not None and params['state'] == 'present' and 'active_file' in stored.details:
             check_source(meta, source_of(backend, volume), volume, repository.directory)
         base = base_snapshot(backend, meta, snapshots, snapshot) if snapshot is not None else None
         identity = backend.snapshot_identity(snapshot) if snapshot is not None else None

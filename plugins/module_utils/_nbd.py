@@ -11,8 +11,10 @@ zero writes to it. qemu-nbd serves one client and exits when it disconnects.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -73,7 +75,8 @@ class NbdExport:
         env = dict(os.environ, **C_LOCALE)
         try:
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, pass_fds=self.fds, env=env, close_fds=True)
+                                             stderr=subprocess.PIPE, pass_fds=self.fds, env=env, close_fds=True,
+                                             preexec_fn=_die_with_parent)
             self._connect(path)
         except BaseException:
             self._stop()
@@ -155,7 +158,11 @@ class NbdExport:
     def _receive(self, length):
         chunks, left = [], length
         while left:
-            chunk = self._socket.recv(min(left, 1 << 20))
+            try:
+                chunk = self._socket.recv(min(left, 1 << 20))
+            except OSError as exc:
+                raise StorageError('The connection to qemu-nbd serving the %s failed: %s.'
+                                   % (self.what, exc.strerror or exc))
             if not chunk:
                 raise StorageError('qemu-nbd closed the connection to the %s.' % self.what)
             chunks.append(chunk)
@@ -164,8 +171,12 @@ class NbdExport:
 
     def _request(self, command, offset, length, payload=b''):
         self._handle += 1
-        self._socket.sendall(struct.pack('>IHHQQI', _REQUEST_MAGIC, 0, command, self._handle, offset, length)
-                             + payload)
+        try:
+            self._socket.sendall(struct.pack('>IHHQQI', _REQUEST_MAGIC, 0, command, self._handle, offset, length)
+                                 + payload)
+        except OSError as exc:
+            raise StorageError('The connection to qemu-nbd serving the %s failed: %s.'
+                               % (self.what, exc.strerror or exc))
         magic, error, handle = struct.unpack('>IIQ', self._receive(16))
         if magic != _REPLY_MAGIC or handle != self._handle:
             raise StorageError('qemu-nbd sent an unexpected reply for the %s.' % self.what)
@@ -203,6 +214,14 @@ class NbdExport:
             self._request(_CMD_WRITE_ZEROES, offset, step)
             self.bytes_zeroed += step
             offset, length = offset + step, length - step
+
+
+def _die_with_parent():
+    """In the child: get SIGTERM when the module's process dies, so no qemu-nbd outlives a killed run."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _last_line(text):

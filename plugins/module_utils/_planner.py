@@ -197,13 +197,19 @@ def plan_backup(desired, snapshot, identity, backups, base, backend):
     _require(snapshot, snapshot_name, volume, name)
     complete = [b for b in backups if b.status == 'available']
     parent = complete[-1].name if complete else None
+    if complete and complete[-1].size is not None and snapshot.size < complete[-1].size:
+        raise StorageError('Snapshot %s of volume %s is %d bytes, smaller than the %d bytes of backup %s; a volume '
+                           'never shrinks, so it is refused.'
+                           % (snapshot_name, volume, snapshot.size, complete[-1].size, parent))
+    unfinished = [b.name for b in backups if b.status == 'creating' and b.name != name]
     how = 'the changes since snapshot %s' % base.name if base is not None else (
         'every cluster that differs from backup %s' % parent if parent else 'all of it')
     predicted = Snapshot(name=name, volume=volume, backend=backend, status='available', size=snapshot.size,
                          parent=parent, details={'source_volume': volume, 'snapshot': snapshot_name,
                                                  'identity': identity, 'base': base.name if base else None,
                                                  'checksum': None, 'bytes_read': None, 'bytes_written': None})
-    redo = 'discard the unfinished backup %s, then ' % name if existing is not None else ''
+    redo = 'discard the unfinished backup %s, then ' % ', '.join(
+        ([name] if existing is not None else []) + unfinished) if existing is not None or unfinished else ''
     return [Action(RepositoryVerb.STORE_BACKUP, '%sstore snapshot %s of volume %s as backup %s (%s)%s'
                    % (redo, snapshot_name, volume, name, how, ', then verify it' if desired['verify'] else ''),
                    volume=volume, name=name, snapshot=snapshot, verify=desired['verify'])], predicted

@@ -34,7 +34,9 @@ from ansible_collections.stratum.storage.plugins.module_utils._errors import (
 from ansible_collections.stratum.storage.plugins.module_utils._files import create_new, fd_path
 from ansible_collections.stratum.storage.plugins.module_utils._mover import copy_changes, digest
 from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
-from ansible_collections.stratum.storage.plugins.module_utils._nfs import OVERLAY_FORMAT, NfsBackend, image_opts, pin
+from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
+from ansible_collections.stratum.storage.plugins.module_utils._nfs import (
+    OVERLAY_FORMAT, RESERVED_SNAPSHOT_NAMES, NfsBackend, image_opts, pin)
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, now_utc
 
 REPOSITORY_FORMAT = 'qcow2'
@@ -43,13 +45,14 @@ DEFAULT_FILE_MODE = '0600'
 BACKUP_FIELDS = {
     'host': str, 'source_backend': str, 'source_location': str, 'source_volume': str, 'snapshot': str,
     'identity': str, 'snapshot_created': str, 'method': str, 'base': str, 'bytes_read': int,
-    'bytes_written': int, 'bytes_zeroed': int, 'started': str, 'finished': str, 'checksum': str,
+    'bytes_written': int, 'bytes_zeroed': int, 'started': str, 'finished': str, 'checksum': str, 'error': str,
 }
 SOURCE_FIELDS = ('host', 'backend', 'location', 'volume')
 
 
 def this_host():
-    return socket.getfqdn() or socket.gethostname()
+    """The host's configured name (no DNS lookup, so two hosts never both record "localhost")."""
+    return socket.gethostname()
 
 
 class BackupImage:
@@ -130,8 +133,11 @@ class Repository:
             entry = entries.get(snap.name) or {}
             details = self._details(volume, snap.name, entry, source)
             details['image'] = snap.details.get('image')
+            status = snap.status
+            if details.get('error') and status == 'available':
+                status, details['reason'] = 'error', details['error']
             backups.append(Snapshot(name=snap.name, volume=volume, backend=details['source_backend'],
-                                    status=snap.status, size=snap.size, created=snap.created, parent=snap.parent,
+                                    status=status, size=snap.size, created=snap.created, parent=snap.parent,
                                     details=details))
             if snap.details.get('image') is not None:
                 last = snap.name
@@ -156,7 +162,7 @@ class Repository:
         for key, kind in BACKUP_FIELDS.items():
             value = stored.get(key, details.get(key))
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise ChainError('Volume %s in repository %s: backup %s records a %s that is not a %s; refused.'
+                raise ChainError('Volume %s in repository %s: backup %s records a %s value that is not a %s; refused.'
                                  % (volume, self.directory, name, key, 'number' if kind is int else 'string'))
             details[key] = value
         return details
@@ -176,6 +182,7 @@ class Repository:
         if os.path.lexists(new):
             os.unlink(new)  # left by a cut run; unlink never follows a link
         fd = create_new(new, store._attrs(volume))
+        inode = os.fstat(fd).st_ino
         try:
             if len(chain.files) == 1:
                 store._qemu_img('create', '-q', '-f', REPOSITORY_FORMAT, fd_path(fd), str(active.virtual_size),
@@ -185,6 +192,7 @@ class Repository:
                 store._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-u', '-F', below.format,
                                 '-b', os.path.basename(below.path), fd_path(fd), str(active.virtual_size),
                                 pass_fds=[fd])
+            store._written(new, inode)
             os.rename(new, active.path)
         except BaseException:
             if os.path.lexists(new):
@@ -194,13 +202,21 @@ class Repository:
             os.close(fd)
 
     def discard_partial(self, volume, meta):
-        """Drop what a backup that did not finish wrote; the volume reads as its newest backup again."""
+        """Drop what a backup that did not finish wrote; the volume reads as its newest backup again.
+
+        Returns ``(meta, zeros)``: ``zeros`` is true when the volume is now one empty file.
+        """
         entries = meta.get('snapshots') or {}
         partial = [name for name, entry in entries.items() if in_progress(entry)]
         chain = self.store.load(volume)
         partial = [name for name in partial if name not in chain.snapshots]
         if not partial:
-            return meta
+            return meta, False
+        for name in partial:
+            overlay = '%s.%s' % (self.store.base_name(volume), name)
+            if overlay in chain.names or not is_valid_name(name) or name in RESERVED_SNAPSHOT_NAMES:
+                raise ChainError('Volume %s in repository %s: the record of unfinished backup %s names a file of '
+                                 'its chain; refused.' % (volume, self.directory, name))
         self._reset_active(volume)
         for name in partial:
             del entries[name]
@@ -211,7 +227,7 @@ class Repository:
         newest = list(chain.snapshots)[-1] if chain.snapshots else None
         meta['current'] = current_of(newest, entries.get(newest)) if newest else None
         self.store._write_meta(volume, meta)
-        return meta
+        return meta, len(chain.files) == 1
 
     #: the source ``Backend`` of the backup module's run; set by the manager before a plan is applied
     source = None
@@ -226,14 +242,22 @@ class Repository:
         store, backend = self.store, self.source
         current, _backups, meta = self.read(volume)
         source = source_of(backend, volume)
+        if current is not None and current.status == 'creating' and 'active_file' not in current.details:
+            store.delete_volume(volume)  # the first backup was cut off before its volume was made
+            current = None
         if current is None:
             store._make_new(volume, REPOSITORY_FORMAT, None, lambda fd: store._qemu_img(
                 'create', '-q', '-f', REPOSITORY_FORMAT, fd_path(fd), str(snapshot.size), pass_fds=[fd]))
             meta = store._read_meta(volume)
             meta['source'] = source
             meta['current'] = None
+            empty = True
         else:
-            meta = self.discard_partial(volume, meta)
+            check_source(meta, source, volume, self.directory)
+            meta, empty = self.discard_partial(volume, meta)
+            if snapshot.size < store.load(volume).active.virtual_size:
+                raise StorageError('Snapshot %s of volume %s is %d bytes, smaller than its backups; a volume never '
+                                   'shrinks, so it is refused.' % (snapshot.name, volume, snapshot.size))
         entries = meta.setdefault('snapshots', {})
         record = {'host': source['host'], 'source_backend': source['backend'], 'source_location': source['location'],
                   'source_volume': volume, 'snapshot': snapshot.name, 'identity': backend.snapshot_identity(snapshot),
@@ -244,13 +268,8 @@ class Repository:
         if snapshot.size > chain.active.virtual_size:
             store.extend_volume(volume, snapshot.size)
             chain = store.load(volume)
-        elif snapshot.size < chain.active.virtual_size:
-            raise StorageError('Snapshot %s of volume %s is %d bytes, smaller than the %d bytes its backups hold; a '
-                               'volume never shrinks, so it is refused.'
-                               % (snapshot.name, volume, snapshot.size, chain.active.virtual_size))
         base = base_snapshot(backend, meta, backend.read_volume(volume)[1], snapshot)
         ranges = backend.changed_ranges(base, snapshot) if base is not None else None
-        empty = meta.get('current') is None
         with pin(chain.files) as fds, \
                 NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
                           what='repository volume %s' % volume) as image, \
@@ -281,8 +300,13 @@ class Repository:
             source_sum = digest(reader, snapshot.size)
             stored_sum = digest(stored, snapshot.size)
         if source_sum != stored_sum:
-            raise StorageError('Backup %s of volume %s does not match snapshot %s: %s was stored, %s was read from the '
-                               'source.' % (name, volume, snapshot.name, stored_sum, source_sum))
+            message = ('Backup %s of volume %s does not match snapshot %s: %s was stored, %s was read from the source.'
+                       % (name, volume, snapshot.name, stored_sum, source_sum))
+            meta = store._read_meta(volume)
+            meta['snapshots'][name].setdefault('backup', {})['error'] = message
+            meta['current'] = None  # the next backup compares every cluster instead of trusting a change set
+            store._write_meta(volume, meta)
+            raise StorageError(message)
         meta = store._read_meta(volume)
         meta['snapshots'][name].setdefault('backup', {})['checksum'] = source_sum
         store._write_meta(volume, meta)
@@ -292,10 +316,12 @@ class Repository:
         """Delete backup ``name``; every other backup keeps its content (the nfs delete's invariant)."""
         current, backups, meta = self.read(volume)
         entry = (meta.get('snapshots') or {}).get(name) or {}
-        if in_progress(entry) and not any(b.name == name and b.status != 'creating' for b in backups):
-            self.discard_partial(volume, meta)
+        if current is not None and current.status == 'creating' and 'active_file' not in current.details:
+            self.store.delete_volume(volume)
             return
-        self.discard_partial(volume, meta)
+        meta = self.discard_partial(volume, meta)[0]
+        if in_progress(entry) and not any(b.name == name and b.status != 'creating' for b in backups):
+            return
         self.store.delete_snapshot(volume, name)
 
 
@@ -319,11 +345,13 @@ def check_source(meta, source, volume, directory):
     """Refuse a repository volume whose backups come from another volume of the same name."""
     recorded = meta.get('source')
     if recorded is None:
-        return
+        raise StorageError('Volume %s in repository %s was not made by a backup (it records no source); it is left '
+                           'alone, so use another repository.' % (volume, directory))
     if not isinstance(recorded, dict):
         raise ChainError('Volume %s in repository %s: its recorded source is not a JSON object; refused.'
                          % (volume, directory))
     if any(recorded.get(key) != source[key] for key in SOURCE_FIELDS):
+        recorded = dict((key, recorded.get(key) or 'unknown') for key in SOURCE_FIELDS)
         raise StorageError('Repository %s holds backups of volume %s from %s %s on host %s, not from %s %s on host %s; '
                            'a backup of another volume under the same name is refused, so use another repository.'
                            % (directory, volume, recorded.get('backend'), recorded.get('location'),
@@ -336,6 +364,10 @@ def base_snapshot(backend, meta, snapshots, snapshot):
     identity = current.get('identity') if current else None
     if not identity:
         return None
+    entry = (meta.get('snapshots') or {}).get(current.get('backup'))
+    recorded = entry.get('backup') if isinstance(entry, dict) else None
+    if isinstance(recorded, dict) and recorded.get('identity') != identity:
+        return None  # the record of what the volume holds disagrees with its backup: compare instead
     for snap in snapshots:
         if snap.name == snapshot.name:
             return None
