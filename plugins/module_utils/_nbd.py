@@ -36,6 +36,8 @@ _FLAG_HAS_FLAGS, _FLAG_READ_ONLY, _FLAG_SEND_WRITE_ZEROES = 1, 2, 1 << 6
 #: the largest request sent: qemu-nbd accepts 32 MiB
 MAX_REQUEST = 4 << 20
 START_TIMEOUT = 60
+#: a UNIX socket's path holds at most 107 bytes
+MAX_SOCKET_PATH = 100
 
 
 class NbdExport:
@@ -67,6 +69,10 @@ class NbdExport:
     def __enter__(self):
         self._directory = tempfile.mkdtemp(prefix='stratum-nbd-')
         path = os.path.join(self._directory, 'socket')
+        if len(path) > MAX_SOCKET_PATH:  # a long TMPDIR: qemu-nbd cannot bind the socket and waits forever
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = tempfile.mkdtemp(prefix='stratum-nbd-', dir='/tmp')
+            path = os.path.join(self._directory, 'socket')
         argv = [self.runner.binary('qemu-nbd'), '--image-opts', '--socket', path, '--cache=writeback',
                 '--discard=ignore', '--shared=1']
         if not self.writable:

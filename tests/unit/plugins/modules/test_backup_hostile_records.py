@@ -146,3 +146,16 @@ def test_a_first_backup_cut_off_before_its_volume_existed_is_started_again(sourc
     assert result['changed'] and not result['failed'], result
     assert stored_digest(repo, listed(repo)['b1'], scratch) == source.digest('s1')
     assert not os.path.exists(os.path.join(repo, 'volume-v.stratum.new'))
+
+
+def test_a_long_temporary_directory_does_not_stop_the_copy(source, repo, scratch, tmp_path, monkeypatch):
+    # qemu-nbd cannot bind a UNIX socket whose path is longer than 107 bytes, and then waits forever
+    long_tmp = tmp_path / ('t' * 60) / ('u' * 60)
+    long_tmp.mkdir(parents=True)
+    monkeypatch.setattr('tempfile.tempdir', str(long_tmp))
+    source.create()
+    source.write(1, 0)
+    source.snapshot('s1')
+    result = run_backup(source, repo, 's1', name='b1', verify=True)
+    assert result['changed'] and not result['failed'], result
+    assert stored_digest(repo, listed(repo)['b1'], scratch) == source.digest('s1')
