@@ -443,8 +443,8 @@ class LvmBackend(ListingBackend):
         self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
         lv = self._create(name, size, {'status': 'creating'})
         # a thin LV reads zeros where nothing was written; a thick one may hold old data of the disk
-        restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv),
-                            None if self.thin_pool else size)
+        restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv), size,
+                            zeroed=bool(self.thin_pool))
         self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
                     error='Marking LV %s complete failed' % self._lv(lv))
 

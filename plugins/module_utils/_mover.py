@@ -152,17 +152,20 @@ def digest(reader, size):
     return 'sha256:' + hashed.hexdigest()
 
 
-def restore_into_device(runner, image, path, what, size=None):
-    """Write backup ``image`` (a ``BackupImage``) onto the block device ``path``; zeros are written too.
+def restore_into_device(runner, image, path, what, size=None, zeroed=False):
+    """Write backup ``image`` (a ``BackupImage``) onto the block device ``path``.
 
-    With ``size`` larger than the backup (a device rounded up, or asked bigger),
-    the rest of the device is zeroed, since a new device may hold old data.
+    ``zeroed``: the new device reads as zeros (a thin LV, a zvol), so zeros are
+    not written and it stays thin. Otherwise zeros are written too, and with
+    ``size`` larger than the backup (a device rounded up, or asked bigger) the
+    rest of the device is zeroed, since a new device may hold old data.
     """
     with image.opened() as (opts, fds):
-        runner.run(['qemu-img', 'convert', '-q', '-n', '--image-opts', opts, '--target-image-opts',
+        runner.run(['qemu-img', 'convert', '-q', '-n'] + (['--target-is-zero'] if zeroed else [])
+                   + ['--image-opts', opts, '--target-image-opts',
                     'driver=raw,file.driver=host_device,file.filename=%s' % path.replace(',', ',,')],
                    pass_fds=fds, error='Restoring backup %s of volume %s into %s failed'
                    % (image.name, image.volume, what))
-    if size is not None and size > image.size:
+    if not zeroed and size is not None and size > image.size:
         runner.run(['blkdiscard', '--zeroout', '--offset', str(image.size), '--length', str(size - image.size), path],
                    error='Zeroing %s beyond the restored %d bytes failed' % (what, image.size))

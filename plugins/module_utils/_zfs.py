@@ -375,7 +375,8 @@ class ZfsBackend(ListingBackend):
         properties[STATUS_PROPERTY] = 'creating'
         self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
                   + [dataset], error='Creating zvol %s failed' % dataset)
-        restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset)
+        # a new zvol reads as zeros: only data is written, so a sparse one stays sparse
+        restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset, size, zeroed=True)
         self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
 
 
