@@ -160,10 +160,10 @@ def restore_into_device(runner, image, path, what, size=None, zeroed=False):
     ``size`` larger than the backup (a device rounded up, or asked bigger) the
     rest of the device is zeroed, since a new device may hold old data.
     """
+    target = 'driver=raw,file.driver=host_device,file.filename=%s' % path.replace(',', ',,')
     with image.opened() as (opts, fds):
         runner.run(['qemu-img', 'convert', '-q', '-n'] + (['--target-is-zero'] if zeroed else [])
-                   + ['--image-opts', opts, '--target-image-opts',
-                    'driver=raw,file.driver=host_device,file.filename=%s' % path.replace(',', ',,')],
+                   + ['--image-opts', opts, '--target-image-opts', target],
                    pass_fds=fds, error='Restoring backup %s of volume %s into %s failed'
                    % (image.name, image.volume, what))
     if not zeroed and size is not None and size > image.size:
