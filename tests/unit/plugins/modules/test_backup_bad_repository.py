@@ -11,26 +11,7 @@ import pytest
 from ansible_collections.stratum.storage.plugins.modules import backup_info, volume
 from ansible_collections.stratum.storage.tests.unit.helpers import nfs_args, run_module, sh, tree_state
 from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import (
-    ProcessRecorder, Source, listed, repository, repository_meta, run_backup, write_repository_meta)
-
-
-@pytest.fixture
-def source(voldir, scratch):
-    return Source(voldir, scratch)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    directory = tmp_path / 'repository'
-    directory.mkdir()
-    return str(directory)
-
-
-@pytest.fixture
-def target(tmp_path):
-    directory = tmp_path / 'restored'
-    directory.mkdir()
-    return str(directory)
+    ProcessRecorder, listed, repository, repository_meta, run_backup, write_repository_meta)
 
 
 def one_sentence(result, *paths):

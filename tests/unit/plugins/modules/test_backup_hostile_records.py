@@ -7,25 +7,11 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from ansible_collections.stratum.storage.plugins.modules import volume
 from ansible_collections.stratum.storage.tests.unit.helpers import (
     nfs_args, qemu_write, read_info, run_module, sh, tree_state)
 from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import (
-    Source, listed, repository, repository_meta, restored_digest, run_backup, stored_digest, write_repository_meta)
-
-
-@pytest.fixture
-def source(voldir, scratch):
-    return Source(voldir, scratch)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    directory = tmp_path / 'repository'
-    directory.mkdir()
-    return str(directory)
+    listed, repository, repository_meta, restored_digest, run_backup, stored_digest, write_repository_meta)
 
 
 def refused(result, *words):

@@ -25,29 +25,10 @@ from ansible_collections.stratum.storage.plugins.modules import backup, backup_i
 from ansible_collections.stratum.storage.tests.unit.helpers import (
     image_digest, nfs_args, read_info, run_module, tree_state)
 from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import (
-    Source, listed, repository, repository_meta, restored_digest, run_backup, stored_digest)
+    listed, repository, repository_meta, restored_digest, run_backup, stored_digest)
 
 STALL = 600
 POLL_TIMEOUT = 60
-
-
-@pytest.fixture
-def source(voldir, scratch):
-    return Source(voldir, scratch)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    directory = tmp_path / 'repository'
-    directory.mkdir()
-    return str(directory)
-
-
-@pytest.fixture
-def target(tmp_path):
-    directory = tmp_path / 'restored'
-    directory.mkdir()
-    return str(directory)
 
 
 def ok(result):

@@ -17,26 +17,7 @@ from ansible_collections.stratum.storage.plugins.modules import backup_info, sna
 from ansible_collections.stratum.storage.tests.unit.helpers import (
     image_digest, nfs_args, qemu_write, run_module, sh, tree_state)
 from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import (
-    KiB, MiB, SNAPSHOT_KEYS, Source, listed, repository, restored_digest, run_backup, stored_digest)
-
-
-@pytest.fixture
-def source(voldir, scratch):
-    return Source(voldir, scratch)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    directory = tmp_path / 'repository'
-    directory.mkdir()
-    return str(directory)
-
-
-@pytest.fixture
-def target(tmp_path):
-    directory = tmp_path / 'restored'
-    directory.mkdir()
-    return str(directory)
+    KiB, MiB, SNAPSHOT_KEYS, listed, repository, restored_digest, run_backup, stored_digest)
 
 
 def ok(result):
