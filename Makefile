@@ -112,7 +112,7 @@ bench: venv-test collection-copy
 	cd $(TESTROOT) && $(BIN)/python -m ansible_collections.stratum.storage.tests.benchmarks.listing
 
 lint: venv-test install
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-lint playbooks/
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-lint playbooks/ roles/
 
 changelog-lint: venv-test
 	$(BIN)/antsibull-changelog lint

@@ -2,10 +2,11 @@
 # The test-host stage of `make test`: boot two test hosts, check what they promise each
 # other, then at the same time:
 #   testhost1: the nfs_share target over a real NFS mount (testhost2 reads the chain
-#              through testhost1's forward), the zfs_backend target, and the molecule
-#              scenarios on the host that is already up;
-#   testhost2: the lvm_backend target, then eight simultaneous runs of one change on
-#              LVM and on ZFS (tests/testhost/race.yml).
+#              through testhost1's forward), the zfs_backend target, the molecule smoke
+#              scenario on the host that is already up, then backups and restores;
+#   testhost2: the lvm_backend target, eight simultaneous runs of one change on LVM and
+#              on ZFS (tests/testhost/race.yml), then the molecule scenario of the backup
+#              role on the host that is already up.
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -38,11 +39,7 @@ host1() {
   timed "testhost1: nfs_share" ansible-playbook -i "$inventory" tests/testhost/nfs.yml
   timed "testhost1: zfs_backend" ansible-playbook -i "$inventory" tests/testhost/block.yml \
     -e testhost_block_host=testhost1 -e '{"testhost_block_targets": ["zfs_backend"]}'
-  local scenario
-  for scenario in extensions/molecule/*/molecule.yml; do
-    scenario=$(basename "$(dirname "$scenario")")
-    STRATUM_TESTHOST_REUSE=testhost1 timed "testhost1: molecule $scenario" molecule test -s "$scenario"
-  done
+  STRATUM_TESTHOST_REUSE=testhost1 timed "testhost1: molecule smoke" molecule test -s smoke
   timed "testhost1: backups and restores (LVM thick and thin, ZFS, NFS)" ansible-playbook -i "$inventory" \
     tests/testhost/backup.yml -e backup_host=testhost1
 }
@@ -52,6 +49,7 @@ host2() {
     -e testhost_block_host=testhost2 -e '{"testhost_block_targets": ["lvm_backend"]}'
   ANSIBLE_FORKS=10 timed "testhost2: eight simultaneous runs (LVM, ZFS)" \
     ansible-playbook -i "$inventory" tests/testhost/race.yml -e race_host=testhost2
+  STRATUM_TESTHOST_REUSE=testhost2 timed "testhost2: molecule backup (the backup role)" molecule test -s backup
 }
 
 # Both hosts' lines carry the host's name; both run to the end, and the stage fails if
