@@ -22,7 +22,7 @@ demo: system-deps venv install
 test:
 	scripts/run-tests
 
-test-fast: system-deps venv-test install docs-check sanity units integration harness py-compat bench lint changelog-lint
+test-fast: system-deps venv-test install docs-check sanity units integration harness py-compat bench lint changelog-lint ee runner
 	@echo "All checks that need no test host passed."
 
 # Test hosts (tests/testhost/): Debian VMs under QEMU with real LVM, ZFS and NFS.
@@ -116,6 +116,18 @@ lint: venv-test install
 
 changelog-lint: venv-test
 	$(BIN)/antsibull-changelog lint
+
+# The execution environment: ansible-builder's build context for extensions/ee/ (no
+# container engine needed), the collection's introspected dependencies, and bindep.txt.
+.PHONY: ee runner
+ee: venv-test build
+	rm -rf $(BUILD)/ee && mkdir -p $(BUILD)/ee
+	cp $(BUILD)/dist/stratum-storage-$(VERSION).tar.gz $(BUILD)/ee/stratum-storage.tar.gz
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/ee
+
+# The demo as AWX runs a job: ansible-runner on a private data directory.
+runner: venv-test install system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/runner
 
 clean:
 	rm -rf $(BUILD) $(VENV) $(TESTROOT)
