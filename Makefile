@@ -119,11 +119,30 @@ changelog-lint: venv-test
 
 # The execution environment: ansible-builder's build context for extensions/ee/ (no
 # container engine needed), the collection's introspected dependencies, and bindep.txt.
-.PHONY: ee runner
+.PHONY: ee runner docs docs-lint docsite-rst
 ee: venv-test build
 	rm -rf $(BUILD)/ee && mkdir -p $(BUILD)/ee
 	cp $(BUILD)/dist/stratum-storage-$(VERSION).tar.gz $(BUILD)/ee/stratum-storage.tar.gz
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/ee
+
+# The docsite: docs/docsite/rst/ is written from the Markdown guides (make docsite-rst);
+# docs-lint checks it is current and runs antsibull-docs lint-collection-docs; docs builds
+# the HTML site with antsibull-docs sphinx-init and Sphinx (warnings fail the build) into
+# .build/docsite/build/html and checks every module page shows every return value.
+docsite-rst: venv-test
+	$(BIN)/python scripts/docsite-rst
+
+docs-lint: venv-test collection-copy
+	$(BIN)/python scripts/docsite-rst --check
+	cd $(COLLECTION) && PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(TESTROOT) $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+
+docs: venv-test install
+	rm -rf $(BUILD)/docsite && mkdir -m 0700 $(BUILD)/docsite
+	PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/antsibull-docs sphinx-init --use-current \
+	  --dest-dir $(BUILD)/docsite --fail-on-error stratum.storage
+	$(BIN)/python scripts/docsite-offline $(BUILD)/docsite
+	cd $(BUILD)/docsite && PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections ./build.sh
+	$(BIN)/python tests/docsite/check_site.py $(BUILD)/docsite/build/html $(BUILD)/doc.json
 
 # The demo as AWX runs a job: ansible-runner on a private data directory.
 runner: venv-test install system-deps

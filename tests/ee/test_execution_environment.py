@@ -56,7 +56,7 @@ def test_the_context_carries_the_collection_tarball(context):
     with tarfile.open(staged) as tar:
         names = set(tar.getnames())
     assert {'meta/execution-environment.yml', 'bindep.txt', 'requirements.txt', 'roles/backup/meta/argument_specs.yml',
-            'playbooks/backup.yml'} <= names
+            'playbooks/backup.yml', 'CHANGELOG.rst', 'docs/docsite/extra-docs.yml', 'docs/docsite/rst/user_guide.rst'} <= names
 
 
 def test_the_containerfile_installs_the_collection_then_what_it_declares(context):
@@ -77,13 +77,13 @@ def test_introspection_lists_exactly_our_dependencies(installed):
 
 def test_bindep_gives_an_execution_environment_nothing_and_a_managed_host_the_debian_packages():
     bindep = os.path.join(BIN, 'bindep')
-    controller = subprocess.run([bindep, '-f', 'bindep.txt', '-l', 'newline'], cwd=ROOT, capture_output=True, text=True)
+    controller = subprocess.run([bindep, '-f', 'bindep.txt', '-l', 'newline'], cwd=ROOT, capture_output=True, text=True, check=False)
     assert controller.returncode == 0 and controller.stdout.split() == []
     managed = subprocess.run([bindep, '-f', 'bindep.txt', '-l', 'newline', 'managed'], cwd=ROOT, capture_output=True,
-                             text=True)
+                             text=True, check=False)
     assert managed.returncode == 0
     assert set(managed.stdout.split()) <= DPKG_NAMES
     # every Debian package of the profile is named, installed or not
     everything = subprocess.run([bindep, '-f', 'bindep.txt', '--brief', 'managed'], cwd=ROOT, capture_output=True,
-                                text=True)
+                                text=True, check=False)
     assert set(everything.stdout.split()) <= DPKG_NAMES

@@ -34,7 +34,7 @@ def test_the_demo_succeeds_under_ansible_runner(tmp_path):
     environment = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
     done = subprocess.run([os.path.join(BIN, 'ansible-runner'), 'run', str(private), '-p', 'demo.yml',
                            '--ident', 'demo'], env=environment, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, check=False)
     artifacts = private / 'artifacts' / 'demo'
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (artifacts / 'status').read_text() == 'successful'

@@ -35,6 +35,16 @@ def test_galaxy_promises_only_what_exists():
         assert word not in text or os.path.isdir(os.path.join(ROOT, where)), word
 
 
+def test_the_galaxy_version_is_the_newest_release():
+    galaxy = yaml.safe_load(read('galaxy.yml'))
+    releases = yaml.safe_load(read('changelogs', 'changelog.yaml'))['releases']
+    newest = max(releases, key=lambda v: tuple(int(p) for p in v.split('.')))
+    assert galaxy['version'] == newest
+    assert re.search(r'^v%s$' % re.escape(newest), read('CHANGELOG.rst'), re.M)
+    for key in ('repository', 'documentation', 'issues'):
+        assert galaxy[key].startswith('https://')
+
+
 def test_changelog_output_is_documented_as_made_by_a_release():
     outputs = [o['file'] for o in yaml.safe_load(read('changelogs', 'config.yaml'))['output']]
     assert outputs
