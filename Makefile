@@ -70,7 +70,7 @@ build: venv
 install: build
 	rm -rf $(BUILD)/collections
 	$(BIN)/ansible-galaxy collection install --force -p $(BUILD)/collections $(BUILD)/dist/stratum-storage-$(VERSION).tar.gz
-	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-doc --json stratum.storage.volume stratum.storage.snapshot stratum.storage.volume_info stratum.storage.snapshot_info stratum.storage.backup stratum.storage.backup_info > $(BUILD)/doc.json
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-doc --json $(patsubst plugins/modules/%.py,stratum.storage.%,$(sort $(wildcard plugins/modules/[a-z]*.py))) > $(BUILD)/doc.json
 
 # ansible-test bootstraps pip into its virtual environments with a script it downloads
 # from a host outside the package registries; give it ours (see tests/utils/pip_bootstrap.py).

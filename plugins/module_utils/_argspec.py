@@ -83,3 +83,28 @@ def volume_info_kwargs():
 
 def snapshot_info_kwargs():
     return module_kwargs(dict(volume=dict(type='str')))
+
+
+#: where a replica goes: the peer reached over SSH and the place on it, one dict of the source's backend type
+TARGET = dict(type='dict', required=True, options=dict(
+    host=dict(type='str', required=True),
+    port=dict(type='int', default=22),
+    user=dict(type='str', default='root'),
+    key=dict(type='path'),
+    known_hosts=dict(type='path'),
+    connect_timeout=dict(type='int', default=30),
+    volume=dict(type='str'),
+    zfs=dict(type='dict', options=dict(parent=dict(type='str', required=True))),
+    lvm=dict(type='dict', options=dict(vg=dict(type='str', required=True), thin_pool=dict(type='str'))),
+    nfs=dict(type='dict', options=dict(path=dict(type='path', required=True))),
+), mutually_exclusive=[['zfs', 'lvm', 'nfs']], required_one_of=[['zfs', 'lvm', 'nfs']])
+
+
+def replica_kwargs():
+    return module_kwargs(dict(
+        volume=dict(type='str', required=True),
+        snapshot=dict(type='str', required=True),
+        target=copy.deepcopy(TARGET),
+        intermediate=dict(type='bool', default=False),
+        state=dict(STATE),
+    ))

@@ -20,6 +20,7 @@ from ansible_collections.stratum.storage.plugins.module_utils._names import vali
 from ansible_collections.stratum.storage.plugins.module_utils._planner import (
     NO_SETTINGS, plan_backup, plan_snapshot, plan_volume)
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
+from ansible_collections.stratum.storage.plugins.module_utils._replica import ensure_replica
 from ansible_collections.stratum.storage.plugins.module_utils._repository import (
     BackupImage, Repository, base_snapshot, check_source, source_of)
 from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandRunner
@@ -232,6 +233,7 @@ HANDLERS = {
     'snapshot_info': snapshot_info,
     'backup': ensure_backup,
     'backup_info': backup_info,
+    'replica': lambda module, backend: ensure_replica(module, backend, CommandRunner(module), BACKENDS),
 }
 
 

@@ -24,6 +24,9 @@ import errno
 import hashlib
 import os
 import stat
+import subprocess
+import tempfile
+from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
 
@@ -169,3 +172,27 @@ def restore_into_device(runner, image, path, what, size=None, zeroed=False):
     if not zeroed and size is not None and size > image.size:
         runner.run(['blkdiscard', '--zeroout', '--offset', str(image.size), '--length', str(size - image.size), path],
                    error='Zeroing %s beyond the restored %d bytes failed' % (what, image.size))
+
+
+@contextmanager
+def streamed(runner, argv, what):
+    """Yield the standard output of ``argv`` as a stream; raise when the command fails.
+
+    When the ``with`` body raises, the command is killed and the body's error
+    stands (a consumer that stops reading makes the command fail as well).
+    """
+    with tempfile.TemporaryFile() as errors:
+        process = runner.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            yield process.stdout
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        if process.wait() != 0:
+            errors.seek(0)
+            lines = errors.read().decode('utf-8', 'replace').strip().splitlines()
+            reason = lines[-1].rstrip('.') if lines else 'no output'
+            raise StorageError('%s failed: %s (rc=%d).' % (what, reason, process.returncode))

@@ -7,12 +7,19 @@ One ``zfs list -H -p`` call lists every zvol directly under ``parent`` and every
 snapshot of them, with all the columns the records need. Our own metadata is in
 user properties named ``stratum:*``; ``stratum:status=inbound`` marks data that
 is still arriving.
+
+A replica (``_replica``) arrives with ``zfs receive -s -u``. While it does, the
+target zvol carries ``stratum:status=receiving:S`` (an incremental into an
+existing zvol, which stays readable) or ``inbound:S`` (a zvol that the replica
+creates), and snapshot ``S`` lists as ``inbound`` until it has arrived and its
+guid is checked. A receive that was cut keeps its ``receive_resume_token``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from contextlib import contextmanager
 
@@ -20,11 +27,15 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device
+from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device, streamed
+from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
 STATUS_PROPERTY = 'stratum:status'
+#: ``stratum:status`` values of a zvol receiving snapshot S: into an existing zvol, or creating it
+RECEIVING_PREFIX = 'receiving:'
+INBOUND_PREFIX = 'inbound:'
 TEMPORARY_PROPERTY = 'stratum:temporary'
 #: seconds to wait for udev to make a zvol's device node
 DEVICE_TIMEOUT = 120
@@ -43,6 +54,7 @@ DEFAULT_VOLBLOCKSIZE = 16384
 DATASET_MAX = 255
 DATASET_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*')
 PROPERTY_RE = re.compile(r'[a-z][a-z0-9_.:-]*')
+RESUME_FIELD_RE = re.compile(r'^\s*(toname|toguid) = (\S+)\s*$', re.M)
 
 
 def property_value(name, value):
@@ -132,7 +144,9 @@ class ZfsBackend(ListingBackend):
 
     def _volume_record(self, volume, row):
         status = 'available'
-        if row['receive_resume_token'] not in ('-', '') or row[STATUS_PROPERTY] == 'inbound':
+        mark = row[STATUS_PROPERTY]
+        if mark == 'inbound' or mark.startswith(INBOUND_PREFIX) or (
+                row['receive_resume_token'] not in ('-', '') and not mark.startswith(RECEIVING_PREFIX)):
             status = 'inbound'
         elif row[STATUS_PROPERTY] == 'creating':
             status = 'creating'
@@ -152,9 +166,10 @@ class ZfsBackend(ListingBackend):
 
     def _snapshot_record(self, volume, snapshot, row, parent):
         status = 'available'
+        mark = row[STATUS_PROPERTY]
         if row['defer_destroy'] == 'on':
             status = 'pending_delete'
-        elif row[STATUS_PROPERTY] == 'inbound':
+        elif mark == 'inbound' or mark.startswith(INBOUND_PREFIX) or mark == RECEIVING_PREFIX + snapshot:
             status = 'inbound'
         clones = [c for c in row['clones'].split(',') if c and c != '-']
         details = {
@@ -171,20 +186,37 @@ class ZfsBackend(ListingBackend):
                         created=iso_utc(_int(row['creation'])), parent=parent, details=details)
 
     def records(self, listing, name=None):
-        volumes, snapshots = [], {}
+        volumes, snapshots, marks = [], {}, {}
         for row in listing:
             split = self._split(row['name'])
             if split is None or (name is not None and split[0] != name):
                 continue
             if row['type'] == 'volume' and split[1] is None:
                 volumes.append(self._volume_record(split[0], row))
+                marks[split[0]] = row[STATUS_PROPERTY]
             elif row['type'] == 'snapshot' and split[1] is not None:
                 snapshots.setdefault(split[0], []).append((_int(row['createtxg']) or 0, split[1],
                                                            (split[0], split[1], row)))
-        known = set(v.name for v in volumes)
-        chains = dict((volume, in_chain_order(found, self._snapshot_record))
-                      for volume, found in snapshots.items() if volume in known)
-        return sorted(volumes, key=lambda v: v.name), chains
+        chains = dict((volume.name, in_chain_order(snapshots.get(volume.name, []), self._snapshot_record))
+                      for volume in volumes)
+        for volume in volumes:
+            arriving = self._arriving(volume, marks[volume.name], chains[volume.name])
+            if arriving is not None:
+                chains[volume.name].append(arriving)
+        return sorted(volumes, key=lambda v: v.name), dict((k, v) for k, v in chains.items() if v)
+
+    def _arriving(self, volume, mark, chain):
+        """The snapshot a replica is bringing to ``volume`` before ZFS has made it: listed ``inbound``."""
+        for prefix in (RECEIVING_PREFIX, INBOUND_PREFIX):
+            if mark.startswith(prefix):
+                name = mark[len(prefix):]
+                if is_valid_name(name) and not any(s.name == name for s in chain):
+                    return Snapshot(name=name, volume=volume.name, backend=self.name, status='inbound',
+                                    size=volume.size, created=None, parent=chain[-1].name if chain else None,
+                                    details={'dataset': self._dataset(volume.name, name), 'guid': None,
+                                             'createtxg': None, 'used': None, 'referenced': None, 'clones': [],
+                                             'holds': 0, 'temporary': False})
+        return None
 
     def allocation_unit(self, volume=None):
         if volume is not None and volume.details.get('volblocksize'):
@@ -378,6 +410,98 @@ class ZfsBackend(ListingBackend):
         # a new zvol reads as zeros: only data is written, so a sparse one stays sparse
         restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset, size, zeroed=True)
         self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
+
+    # -- replication ---------------------------------------------------------------------
+
+    @contextmanager
+    def replica_stream(self, volume, snapshot, base=None, intermediates=False, token=None):
+        """Yield the ``zfs send`` stream of ``snapshot`` (from ``base``, or resumed from ``token``)."""
+        if token:
+            argv = ['zfs', 'send', '-t', token]
+        else:
+            argv = ['zfs', 'send'] + ([('-I' if intermediates else '-i'), self._dataset(volume, base)] if base else [])
+            argv.append(self._dataset(volume, snapshot))
+        with streamed(self.runner, argv, 'Sending snapshot %s' % self._dataset(volume, snapshot)) as stream:
+            yield stream
+
+    def resume_target(self, token):
+        """The ``(dataset, guid)`` that a receive resume token continues, read with ``zfs send -nv -t``; or None."""
+        result = self.runner.run(['zfs', 'send', '-n', '-v', '-t', token], check=False)
+        found = dict(RESUME_FIELD_RE.findall(result.stdout + '\n' + result.stderr))
+        try:
+            return found['toname'], str(int(found['toguid'], 0))
+        except (KeyError, ValueError):
+            return None
+
+    def holds(self, volume, snapshots):
+        """The hold tags on each of ``snapshots`` (names) of ``volume``: name -> set of tags; one command."""
+        if not snapshots:
+            return {}
+        result = self.runner.run(['zfs', 'holds', '-H'] + [self._dataset(volume, s) for s in snapshots],
+                                 error='Listing the holds on the snapshots of %s failed' % self._dataset(volume))
+        found = dict((s, set()) for s in snapshots)
+        for line in result.stdout.splitlines():
+            fields = line.split('\t')
+            split = self._split(fields[0]) if len(fields) >= 2 else None
+            if split is not None and split[1] in found:
+                found[split[1]].add(fields[1])
+        return found
+
+    def hold(self, volume, snapshot, tag):
+        self._zfs(['hold', tag, self._dataset(volume, snapshot)],
+                  error='Holding snapshot %s failed' % self._dataset(volume, snapshot))
+
+    def release(self, volume, snapshot, tag):
+        self._zfs(['release', tag, self._dataset(volume, snapshot)],
+                  error='Releasing the hold %s on snapshot %s failed' % (tag, self._dataset(volume, snapshot)))
+
+    def replica_state(self, volume):
+        """What a replication source needs besides the listing: the resume token, bytes written since the newest snapshot."""
+        result = self.runner.run(['zfs', 'get', '-H', '-p', '-o', 'property,value', 'receive_resume_token,written',
+                                  self._dataset(volume)], check=False)
+        found = dict(line.split('\t', 1) for line in result.stdout.splitlines() if '\t' in line)
+        token = found.get('receive_resume_token', '-')
+        return {'token': None if token in ('-', '') else token, 'written': _int(found.get('written'))}
+
+    def receive(self, volume, snapshot, identity, base_identity, resume, stream):
+        """Receive ``snapshot`` (guid ``identity``) of ``volume`` from ``stream``; return its record.
+
+        ``base_identity`` None: the zvol is created (``inbound:S`` until done);
+        else it must hold that snapshot as its newest, unchanged since (checked by
+        the caller, ``_replica.check_target``). ``resume`` continues a cut receive.
+        """
+        dataset = self._dataset(volume)
+        argv = ['zfs', 'receive', '-s', '-u']
+        if resume:
+            pass
+        elif base_identity is None:
+            argv += ['-o', '%s=%s%s' % (STATUS_PROPERTY, INBOUND_PREFIX, snapshot)]
+        else:
+            self._zfs(['set', '%s=%s%s' % (STATUS_PROPERTY, RECEIVING_PREFIX, snapshot), dataset],
+                      error='Marking zvol %s as receiving failed' % dataset)
+        process = self.runner.spawn(argv + [dataset], stdin=stream, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _out, err = process.communicate()
+        self.forget()
+        if process.returncode != 0:
+            if base_identity is not None and not resume and not self.replica_state(volume)['token']:
+                self.runner.run(['zfs', 'inherit', STATUS_PROPERTY, dataset], check=False)  # nothing arrived
+            lines = err.decode('utf-8', 'replace').strip().splitlines()
+            raise StorageError('Receiving snapshot %s into %s failed: %s.'
+                               % (snapshot, dataset, lines[-1].rstrip('.') if lines else 'the stream ended early'))
+        arrived = next((s for s in self.read_volume(volume)[1] if s.name == snapshot), None)
+        if arrived is None or arrived.details.get('guid') != identity:
+            raise StorageError('Snapshot %s arrived in %s with guid %s, not %s; it stays inbound.'
+                               % (snapshot, dataset, arrived.details.get('guid') if arrived else 'none', identity))
+        self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
+        return next(s for s in self.read_volume(volume)[1] if s.name == snapshot)
+
+    def abort_receive(self, volume):
+        """Drop what a cut receive into ``volume`` left (a zvol it was creating goes with it)."""
+        dataset = self._dataset(volume)
+        if self.replica_state(volume)['token']:
+            self._zfs(['receive', '-A', dataset], error='Aborting the interrupted receive into %s failed' % dataset)
+        if self.read_volume(volume)[0] is not None:
+            self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Clearing the receive mark of %s failed' % dataset)
 
 
 def _dependents(snapshot):

@@ -28,9 +28,13 @@ def run(*argv, **kwargs):
     return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
 
 
-def our_bindep_lines():
-    with open(os.path.join(ROOT, 'bindep.txt')) as handle:
+def our_lines(name):
+    with open(os.path.join(ROOT, name)) as handle:
         return [line.strip() for line in handle if line.strip() and not line.startswith('#')]
+
+
+def our_bindep_lines():
+    return our_lines('bindep.txt')
 
 
 @pytest.fixture(scope='module')
@@ -70,7 +74,8 @@ def test_the_containerfile_installs_the_collection_then_what_it_declares(context
 
 def test_introspection_lists_exactly_our_dependencies(installed):
     found = yaml.safe_load(run(os.path.join(BIN, 'ansible-builder'), 'introspect', '--sanitize', str(installed)).stdout)
-    assert found['python'] == []
+    assert [line.split('  # from collection')[0] for line in found['python']] == our_lines('requirements.txt')
+    assert our_lines('requirements.txt') == ['netaddr==1.3.0']
     assert [line.split('  # from collection')[0] for line in found['system']] == our_bindep_lines()
     assert all(line.endswith('# from collection stratum.storage') for line in found['system'])
 

@@ -6,7 +6,8 @@
 #              scenario on the host that is already up, then backups and restores;
 #   testhost2: the lvm_backend target, eight simultaneous runs of one change on LVM and
 #              on ZFS (tests/testhost/race.yml), then the molecule scenario of the backup
-#              role on the host that is already up.
+#              role on the host that is already up;
+# then, with both hosts: replication from testhost1 to testhost2 (tests/testhost/replica.yml).
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -67,4 +68,5 @@ if [ "$failed" -ne 0 ]; then
   echo "testhost: a test on the test hosts failed (see the [testhost1] and [testhost2] lines above)" >&2
   exit 1
 fi
+timed "testhost1 -> testhost2: replication (ZFS)" ansible-playbook -i "$inventory" tests/testhost/replica.yml
 timed "stop the hosts" "${harness[@]}" down

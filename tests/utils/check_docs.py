@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
-MODULES = ('volume', 'snapshot', 'volume_info', 'snapshot_info', 'backup', 'backup_info')
+#: every module file in the checkout's plugins/modules
+MODULES = tuple(sorted(p.stem for p in (Path(__file__).resolve().parents[2] / 'plugins' / 'modules').glob('*.py')
+                       if not p.name.startswith('_')))
 ATTRIBUTES = ('check_mode', 'diff_mode', 'idempotent', 'action_group')
 
 

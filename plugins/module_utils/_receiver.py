@@ -1,0 +1,156 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The replication receiver: the one command that a replication key may run on a target host.
+
+The key's ``authorized_keys`` entry forces it (``command="stratum-receiver
+--config FILE"``, with ``restrict`` and ``from=``), so whatever the client
+asks arrives in ``SSH_ORIGINAL_COMMAND``. It is split like a shell would split
+words, but no shell ever runs it, and it is served only when it is one of the
+receive verbs (``_replica.VERBS``) for a parent dataset, volume group or
+directory that the configuration file lists::
+
+    {"zfs": ["tank/replicas"], "lvm": ["vg0/pool"], "nfs": ["/srv/replicas"]}
+
+Every request is logged to syslog (ident ``stratum-receiver``) with the
+client's address, refused ones as warnings. The answer is one JSON line:
+the result, or ``{"error": "<one sentence>"}`` with exit code 2 (refused)
+or 1 (failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import syslog
+
+from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot
+from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
+from ansible_collections.stratum.storage.plugins.module_utils._replica import check_target, config_of, parse_words
+from ansible_collections.stratum.storage.plugins.module_utils._runner import ProcessRunner
+
+DEFAULT_CONFIG = '/etc/stratum-storage/receiver.json'
+IDENT = 'stratum-receiver'
+
+
+class Refused(InvalidInputError):
+    """A request that this receiver does not serve."""
+
+
+def load_config(path):
+    """The receiver's configuration: backend name -> the locations it may write."""
+    try:
+        with open(path, 'rb') as handle:
+            config = json.loads(handle.read().decode('utf-8'))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, 'strerror', None) or exc
+        raise StorageError('The receiver configuration %s cannot be read: %s.' % (path, reason))
+    if not isinstance(config, dict) or any(name not in BACKENDS or not isinstance(places, list)
+                                           or not all(isinstance(p, str) and p for p in places)
+                                           for name, places in config.items()):
+        raise StorageError('The receiver configuration %s must map backend names (%s) to lists of locations.'
+                           % (path, ', '.join(sorted(BACKENDS))))
+    return config
+
+
+def _listed(backend, snapshots):
+    return [dict(s.to_dict(), identity=backend.snapshot_identity(s)) for s in snapshots]
+
+
+def serve(words, config, stream, runner):
+    """Answer one request (a list of words) with a dict; raise ``StorageError`` (``Refused``) otherwise."""
+    try:
+        verb, kind, location, volume = parse_words(words)[:4]
+    except InvalidInputError as exc:
+        raise Refused(exc.message)
+    if location not in (config.get(kind) or []):
+        raise Refused('%s %s is not configured for receiving on this host.' % (kind, location))
+    backend = BACKENDS[kind].backend(runner, config_of(kind, location))
+    backend.connect(apply=False)
+    where = '%s %s' % (kind, location)
+    if verb == 'info':
+        current, snapshots = backend.read_volume(volume)
+        state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
+        return dict(state, volume=current.to_dict() if current is not None else None,
+                    snapshots=_listed(backend, snapshots))
+    with backend.lock([volume]):
+        if verb == 'abort':
+            backend.abort_receive(volume)
+            return {'aborted': volume}
+        current, snapshots = backend.read_volume(volume)
+        name = words[4]
+        if verb == 'delete':
+            existing = next((s for s in snapshots if s.name == name), None)
+            if existing is None:
+                return {'deleted': None}
+            if words[5] != '-' and backend.snapshot_identity(existing) != words[5]:
+                raise Refused('Snapshot %s of volume %s in %s is not the replica named (identity %s); it is left '
+                              'alone.' % (name, volume, where, backend.snapshot_identity(existing)))
+            actions, _left = plan_snapshot({'volume': volume, 'name': name, 'state': 'absent'}, current, snapshots,
+                                           backend.name, backend.deferred_delete,
+                                           leftover=backend.predict_deleted_snapshot(existing))
+            for action in actions:
+                action.apply(backend)
+            return {'deleted': name}
+        identity, base, mode = words[5], words[6], words[7]
+        if mode not in ('new', 'resume'):
+            raise Refused('Receive mode %r is neither new nor resume.' % mode)
+        state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
+        if mode == 'resume':
+            if not state['token']:
+                raise StorageError('Volume %s in %s has no cut transfer to resume.' % (volume, where))
+        elif base == '-':
+            if current is not None:
+                raise StorageError('Volume %s exists in %s already; a first replica only creates a volume, so it is '
+                                   'refused.' % (volume, where))
+        else:
+            if current is None:
+                raise StorageError('Volume %s does not exist in %s, so changes cannot be applied to it.'
+                                   % (volume, where))
+            if state['token']:
+                raise StorageError('Volume %s in %s has a cut transfer; resume or abort it first.' % (volume, where))
+            check_target(volume, _listed(backend, snapshots), state['written'], base, where)
+        record = backend.receive(volume, name, identity, None if base == '-' else base, mode == 'resume', stream)
+        return {'snapshot': _listed(backend, [record])[0]}
+
+
+def _log(priority, text):
+    try:
+        syslog.openlog(IDENT, 0, syslog.LOG_AUTH)
+        syslog.syslog(priority, text)
+    except OSError:
+        pass
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog=IDENT, description='Receives replicas; run as the forced command of a '
+                                     'replication key, with the request in SSH_ORIGINAL_COMMAND.')
+    parser.add_argument('--config', default=DEFAULT_CONFIG)
+    args = parser.parse_args(argv)
+    client = (os.environ.get('SSH_CONNECTION') or 'local').split(' ')[0]
+    command = os.environ.get('SSH_ORIGINAL_COMMAND')
+    try:
+        if command is None:
+            raise Refused('No request: this key runs only the replication receiver, which takes a request.')
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise Refused('The request cannot be split into words: %s.' % exc)
+        answer = serve(words, load_config(args.config), sys.stdin, ProcessRunner())
+        _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
+        code = 0
+    except Refused as exc:
+        _log(syslog.LOG_WARNING, 'refused %r from %s: %s' % ((command or '')[:300], client, exc.message))
+        answer, code = {'error': exc.message}, 2
+    except StorageError as exc:
+        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % ((command or '')[:300], client, exc.message))
+        answer, code = {'error': exc.message}, 1
+    except OSError as exc:
+        answer, code = {'error': 'The receiver failed: %s.' % (exc.strerror or exc)}, 1
+        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % ((command or '')[:300], client, answer['error']))
+    sys.stdout.write(json.dumps(answer) + '\n')
+    sys.stdout.flush()
+    return code

@@ -1,0 +1,351 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Replication: make snapshot S of a volume exist on a peer host, sent from the newest common snapshot.
+
+The ``replica`` module runs on the source host. It asks the peer's receiver
+(``_receiver``, the only command the replication key may run there) what the
+target volume holds, plans the transfer with ``plan_replica`` (a pure
+function, so check mode tells the truth), and pushes the data over SSH: it
+goes from the source host to the peer, never through the controller.
+
+The common base is the newest snapshot that both sides hold with the same
+identity (the ZFS guid, which ``zfs send`` carries), never a name alone. With
+no common base and an existing target volume, or a target that changed since
+the base, the transfer is refused. The source's last replicated snapshot is
+protected from deletion by a hold named after the peer, released from the
+previous one once a newer snapshot has arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+import tempfile
+from typing import NamedTuple, Optional
+
+from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
+
+#: bytes read from the sending command and written to the connection at a time
+CHUNK = 1 << 20
+HOLD_PREFIX = 'stratum-replica:'
+HOLD_MAX = 200
+HOST_RE = re.compile(r'[A-Za-z0-9_.:\[\]-]+')
+USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
+#: the receiver's verbs, and what each writes on the target
+VERBS = ('info', 'receive', 'abort', 'delete')
+
+
+class Peer:
+    """The target host, reached with ``ssh`` from the source host: its receiver answers one JSON line."""
+
+    def __init__(self, runner, config):
+        self.runner = runner
+        self.host = config.get('host')
+        self.port = 22 if config.get('port') is None else config['port']
+        self.user = config.get('user') or 'root'
+        self.key = config.get('key')
+        self.known_hosts = config.get('known_hosts')
+        self.timeout = config.get('connect_timeout') or 30
+        if not isinstance(self.host, str) or not HOST_RE.fullmatch(self.host) or self.host.startswith('-'):
+            raise InvalidInputError('target.host %r is not a host name or address.' % (self.host,))
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise InvalidInputError('target.port %r is not a TCP port number.' % (self.port,))
+        if not USER_RE.fullmatch(self.user):
+            raise InvalidInputError('target.user %r is not a user name.' % (self.user,))
+        for what, path in (('target.key', self.key), ('target.known_hosts', self.known_hosts)):
+            if path is not None and (not path.startswith('/') or any(c.isspace() for c in path)):
+                raise InvalidInputError('%s %r must be an absolute path without spaces.' % (what, path))
+
+    @property
+    def label(self):
+        return '%s@%s:%d' % (self.user, self.host, self.port)
+
+    def argv(self, words, stdin=True):
+        argv = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR',
+                '-o', 'ConnectTimeout=%d' % self.timeout, '-o', 'ServerAliveInterval=15',
+                '-o', 'ServerAliveCountMax=4', '-p', str(self.port), '-l', self.user]
+        if not stdin:
+            argv.append('-n')
+        if self.key:
+            argv += ['-i', self.key, '-o', 'IdentitiesOnly=yes']
+        if self.known_hosts:
+            argv += ['-o', 'UserKnownHostsFile=%s' % self.known_hosts]
+        # the words travel as the one command string that the receiver splits again
+        return argv + [self.host, ' '.join(shlex.quote(str(w)) for w in words)]
+
+    def call(self, words):
+        """Run a receiver verb that reads no data; return its answer."""
+        result = self.runner.run(self.argv(words, stdin=False), check=False)
+        return self._answer(result.rc, result.stdout, result.stderr, words)
+
+    def push(self, words, stream):
+        """Run a receiver verb with ``stream`` (a binary file) as its input; return ``(answer, bytes sent)``."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=out, stderr=err)
+            sent = 0
+            try:
+                while True:
+                    chunk = stream.read(CHUNK)
+                    if not chunk:
+                        break
+                    process.stdin.write(chunk)
+                    sent += len(chunk)
+            except BrokenPipeError:
+                pass  # the receiver stopped reading; its answer says why
+            finally:
+                try:
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+            rc = process.wait()
+            out.seek(0)
+            err.seek(0)
+            return self._answer(rc, out.read().decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'),
+                                words, sent), sent
+
+    def _answer(self, rc, stdout, stderr, words, sent=None):
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        answer = None
+        if lines:
+            try:
+                answer = json.loads(lines[-1])
+            except ValueError:
+                answer = None
+        if isinstance(answer, dict) and answer.get('error'):
+            raise StorageError('The replication target %s refused: %s' % (self.label, answer['error']),
+                               rc=rc, stderr=stderr, **({} if sent is None else {'bytes_sent': sent}))
+        if rc == 0 and isinstance(answer, dict):
+            return answer
+        reason = (stderr.strip().splitlines() or ['no output'])[-1].rstrip('.')
+        if sent is not None:
+            raise StorageError('The transfer to %s ended after %d bytes (rc=%d: %s); the next run resumes it.'
+                               % (self.label, sent, rc, reason), rc=rc, stderr=stderr, bytes_sent=sent)
+        if rc == 255:
+            raise StorageError('The replication target %s cannot be reached over SSH: %s.' % (self.label, reason),
+                               rc=rc, stderr=stderr)
+        raise StorageError('The receiver on %s failed to %s (rc=%d): %s.' % (self.label, words[0], rc, reason),
+                           rc=rc, stderr=stderr)
+
+
+def target_config(target, backend_names):
+    """``(backend name, its dict, location text)`` that ``target`` selects: exactly one backend dict."""
+    chosen = [name for name in sorted(backend_names) if target.get(name) is not None]
+    if len(chosen) != 1:
+        raise InvalidInputError('target needs exactly one backend dict (%s) naming where the replica goes; it has %s.'
+                                % (', '.join(sorted(backend_names)), ', '.join(chosen) or 'none'))
+    name = chosen[0]
+    return name, target[name], location_of(name, target[name])
+
+
+def location_of(backend, config):
+    """The text that names a backend's place on the target, as the receiver's configuration lists it."""
+    if backend == 'zfs':
+        return config.get('parent')
+    if backend == 'lvm':
+        return config['vg'] + ('/' + config['thin_pool'] if config.get('thin_pool') else '')
+    return config.get('path') or config.get('share')
+
+
+def config_of(backend, location):
+    """The backend dict for ``location`` (the inverse of ``location_of``), as the receiver builds its backend."""
+    if backend == 'zfs':
+        return {'parent': location}
+    if backend == 'lvm':
+        vg, _sep, pool = location.partition('/')
+        return {'vg': vg, 'thin_pool': pool or None}
+    return {'path': location, 'file_mode': '0660'}
+
+
+def hold_tag(peer, location, volume):
+    """The name of the hold that keeps the source's last replicated snapshot for this target."""
+    tag = '%s%s:%d:%s/%s' % (HOLD_PREFIX, peer.host, peer.port, location, volume)
+    if len(tag) > HOLD_MAX:
+        tag = HOLD_PREFIX + hashlib.sha256(tag.encode('utf-8')).hexdigest()[:32]
+    return tag
+
+
+class Plan(NamedTuple):
+    """What ``plan_replica`` decided: ``mode`` none, full, incremental or resume."""
+
+    mode: str
+    base: Optional[str]
+    base_identity: Optional[str]
+    abort: bool
+    replica: Optional[dict]
+    actions: list
+
+
+def check_target(volume, snapshots, written, base_identity, where):
+    """Raise unless target volume ``volume`` still holds the base as its newest point, unchanged since.
+
+    ``snapshots`` are the target's snapshot records as dicts with ``identity``.
+    """
+    arrived = [s for s in snapshots if s.get('status') != 'inbound']
+    if not arrived or arrived[-1].get('identity') != base_identity:
+        newer = []
+        for snap in reversed(arrived):
+            if snap.get('identity') == base_identity:
+                break
+            newer.append(snap['name'])
+        raise StorageError('Volume %s on %s changed since the common snapshot: it has snapshot(s) %s that the source '
+                           'does not; refused, so nothing on the target is overwritten.'
+                           % (volume, where, ', '.join(reversed(newer)) or 'none'))
+    if written:
+        raise StorageError('Volume %s on %s changed since the common snapshot %s: %d bytes were written to it since; '
+                           'refused, so nothing on the target is overwritten.'
+                           % (volume, where, arrived[-1]['name'], written))
+
+
+def plan_replica(chain, snapshot, identity_of, target, where, target_volume, resumes=None, intermediates=False):
+    """Plan making ``snapshot`` (a source ``Snapshot``) exist on the target.
+
+    ``chain`` is the source volume's snapshots in order, ``identity_of`` the
+    source backend's ``snapshot_identity``, ``target`` the receiver's ``info``
+    answer, ``resumes`` the identity that the target's interrupted receive
+    continues (or None). Returns a ``Plan``; refusals raise ``StorageError``.
+    """
+    identity = identity_of(snapshot)
+    if not identity:
+        raise StorageError('Snapshot %s of volume %s has no identity to match on the target, so it cannot be '
+                           'replicated.' % (snapshot.name, snapshot.volume))
+    volume = target.get('volume')
+    snapshots = target.get('snapshots') or []
+    same = next((s for s in snapshots if s['name'] == snapshot.name), None)
+    if same is not None and same.get('status') == 'available':
+        if same.get('identity') == identity:
+            return Plan('none', None, None, False, same, [])
+        raise StorageError('Volume %s on %s has a snapshot %s that is not a replica of this one (identity %s, not '
+                           '%s); refused.' % (target_volume, where, snapshot.name, same.get('identity'), identity))
+    predicted = {'name': snapshot.name, 'volume': target_volume, 'backend': snapshot.backend, 'status': 'available',
+                 'size': snapshot.size, 'created': snapshot.created, 'parent': None,
+                 'details': {'identity': identity}}
+    label = 'snapshot %s of volume %s to %s' % (snapshot.name, snapshot.volume, where)
+    if target.get('token') and resumes == identity:
+        return Plan('resume', None, None, False, predicted, ['resume sending %s where the cut transfer stopped'
+                                                             % label])
+    abort = bool(target.get('token')) or (volume is not None and volume.get('status') == 'inbound')
+    actions = ['abort the unfinished receive into volume %s on %s' % (target_volume, where)] if abort else []
+    if volume is not None and volume.get('status') == 'inbound':
+        volume, snapshots = None, []  # a volume that a cut replica was creating goes with the abort
+    if volume is None:
+        return Plan('full', None, None, abort, predicted, actions + ['send all of %s' % label])
+    held = dict((s.get('identity'), s) for s in snapshots if s.get('status') == 'available' and s.get('identity'))
+    base = None
+    for snap in chain:
+        if snap.name == snapshot.name:
+            break
+        if snap.status == 'available' and identity_of(snap) in held:
+            base = snap
+    if base is None:
+        raise StorageError('Volume %s exists on %s but holds no snapshot of volume %s older than %s with the same '
+                           'identity, so there is no common base; refused, so nothing on the target is overwritten.'
+                           % (target_volume, where, snapshot.volume, snapshot.name))
+    check_target(target_volume, snapshots, target.get('written'), identity_of(base), where)
+    predicted['parent'] = held[identity_of(base)]['name']
+    how = 'and the snapshots between' if intermediates else ''
+    return Plan('incremental', base.name, identity_of(base), abort, predicted,
+                actions + ['send the changes of %s since snapshot %s %s' % (label, base.name, how)])
+
+
+def parse_words(words):
+    """Check a receiver request: ``[verb, backend, location, volume, ...]``; return it with names validated."""
+    if not words or words[0] not in VERBS:
+        raise InvalidInputError('Unknown request %r; this key may only run %s.'
+                                % (' '.join(words)[:200], ', '.join(VERBS)))
+    counts = {'info': 4, 'abort': 4, 'delete': 6, 'receive': 8}
+    if len(words) != counts[words[0]]:
+        raise InvalidInputError('Request %s takes %d words, not %d.' % (words[0], counts[words[0]], len(words)))
+    validate_name(words[3], 'volume')
+    if len(words) > 4:
+        validate_name(words[4], 'snapshot')
+    return words
+
+
+def _replica_result(module, before, replica, actions, extra):
+    if replica is not None:
+        replica = dict(replica, details=dict(replica.get('details') or {}, **extra))
+        replica['details'].pop('identity', None)
+    result = {'changed': bool(actions), 'actions': actions, 'replica': replica}
+    if module._diff:
+        result['diff'] = {'before': before or {}, 'after': replica or {}}
+    return result
+
+
+def ensure_replica(module, backend, runner, backend_names):
+    """The ``replica`` module: plan from both sides' state, then (not in check mode) send and hold."""
+    params = module.params
+    volume = validate_name(params['volume'], 'volume')
+    name = validate_name(params['snapshot'], 'snapshot')
+    target = params['target']
+    kind, _config, location = target_config(target, backend_names)
+    if kind != backend.name:
+        raise InvalidInputError('The target is a %s backend and the source a %s backend; a replica needs the same '
+                                'backend type on both ends.' % (kind, backend.name))
+    if not hasattr(backend, 'replica_stream'):
+        raise InvalidInputError('The %s backend does not replicate yet; replication needs backend=zfs.' % backend.name)
+    target_volume = validate_name(target.get('volume') or volume, 'target volume')
+    peer = Peer(runner, target)
+    where = '%s %s on %s' % (kind, location, peer.label)
+    connected = backend.connect(apply=not module.check_mode)
+    tag = hold_tag(peer, location, target_volume)
+    info = peer.call(['info', kind, location, target_volume])
+    before = next((s for s in info.get('snapshots') or [] if s['name'] == name), None)
+    current, chain = backend.read_volume(volume)
+    snapshot = next((s for s in chain if s.name == name), None)
+    available = [s.name for s in chain if s.status == 'available']
+    holds = backend.holds(volume, available) if available else {}
+    release = sorted(s for s, tags in holds.items() if tag in tags and s != name)
+    if params['state'] == 'absent':
+        if snapshot is not None and before is not None and before.get('status') == 'available' \
+                and before.get('identity') != backend.snapshot_identity(snapshot):
+            raise StorageError('Snapshot %s of volume %s on %s is not a replica of this host\'s snapshot %s; it is left '
+                               'alone.' % (name, target_volume, where, name))
+        actions = (['delete snapshot %s of volume %s on %s' % (name, target_volume, where)] if before else [])
+        drop = [s for s, tags in holds.items() if tag in tags and s == name]
+        actions += ['release hold %s on snapshot %s' % (tag, s) for s in drop]
+        if actions and not module.check_mode:
+            if before:
+                peer.call(['delete', kind, location, target_volume, name, before.get('identity') or '-'])
+            for snap in drop:
+                backend.release(volume, snap, tag)
+        result = _replica_result(module, before, None, connected + actions, {})
+        return result
+    if current is None:
+        raise StorageError('Volume %s does not exist, so it cannot be replicated.' % volume)
+    if snapshot is None or snapshot.status != 'available':
+        raise StorageError('Snapshot %s of volume %s %s, so it cannot be replicated.'
+                           % (name, volume, 'does not exist' if snapshot is None else 'is %s' % snapshot.status))
+    resumes = None
+    if info.get('token'):
+        found = backend.resume_target(info['token'])
+        if found is not None and found[0] == snapshot.details.get('dataset'):
+            resumes = found[1]
+    plan = plan_replica(chain, snapshot, backend.snapshot_identity, info, where, target_volume, resumes,
+                        params['intermediate'])
+    actions = list(plan.actions)
+    needs_hold = tag not in holds.get(name, set())
+    if needs_hold:
+        actions.append('hold snapshot %s of volume %s with %s' % (name, volume, tag))
+    actions += ['release hold %s on snapshot %s' % (tag, s) for s in release]
+    extra = {'bytes_sent': 0, 'base': plan.base, 'resumed': plan.mode == 'resume', 'hold': tag}
+    replica = plan.replica
+    if actions and not module.check_mode:
+        with backend.lock([volume]):
+            if plan.abort:
+                peer.call(['abort', kind, location, target_volume])
+            if plan.mode != 'none':
+                with backend.replica_stream(volume, name, plan.base, params['intermediate'],
+                                            info.get('token') if plan.mode == 'resume' else None) as stream:
+                    answer, extra['bytes_sent'] = peer.push(
+                        ['receive', kind, location, target_volume, name, backend.snapshot_identity(snapshot),
+                         plan.base_identity or '-', 'resume' if plan.mode == 'resume' else 'new'], stream)
+                replica = answer['snapshot']
+            if needs_hold:
+                backend.hold(volume, name, tag)
+            for snap in release:
+                backend.release(volume, snap, tag)
+    return _replica_result(module, before, replica, connected + actions, extra)

@@ -1,0 +1,173 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""plan_replica as data: the source chain and the receiver's answer in, the plan or the refusal out."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._replica import (
+    Peer, check_target, hold_tag, parse_words, plan_replica, target_config)
+from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot
+
+WHERE = 'zfs tank/r on root@peer:22'
+
+
+def chain(*names, status='available'):
+    """Source snapshots a, b, ... of volume v with guids g-a, g-b, ..."""
+    return [Snapshot(name=n, volume='v', backend='zfs', status=status, size=1 << 20,
+                     created='2026-11-2%dT00:00:00Z' % i, details={'guid': 'g-' + n}) for i, n in enumerate(names)]
+
+
+def identity(snapshot):
+    return snapshot.details.get('guid')
+
+
+def target(snapshots=(), volume='available', token=None, written=0):
+    """The receiver's info answer: snapshots given as (name, identity, status)."""
+    return {'volume': None if volume is None else {'name': 'v', 'status': volume},
+            'snapshots': [{'name': n, 'identity': i, 'status': s} for n, i, s in snapshots],
+            'token': token, 'written': written}
+
+
+def plan(source, name, answer, resumes=None, intermediates=False):
+    snapshot = next(s for s in source if s.name == name)
+    return plan_replica(source, snapshot, identity, answer, WHERE, 'v', resumes, intermediates)
+
+
+def test_the_same_snapshot_already_there_is_nothing_to_do():
+    result = plan(chain('a', 'b'), 'b', target([('a', 'g-a', 'available'), ('b', 'g-b', 'available')]))
+    assert result.mode == 'none' and result.actions == [] and result.replica['name'] == 'b'
+
+
+def test_a_snapshot_of_the_same_name_with_another_identity_is_refused():
+    with pytest.raises(StorageError, match='has a snapshot b that is not a replica of this one .identity g-x, not g-b'):
+        plan(chain('a', 'b'), 'b', target([('a', 'g-a', 'available'), ('b', 'g-x', 'available')]))
+
+
+def test_no_target_volume_gets_everything():
+    result = plan(chain('a', 'b'), 'b', target(volume=None))
+    assert (result.mode, result.base, result.abort) == ('full', None, False)
+    assert result.actions == ['send all of snapshot b of volume v to ' + WHERE]
+    assert result.replica['status'] == 'available' and result.replica['details'] == {'identity': 'g-b'}
+
+
+def test_the_newest_common_snapshot_by_identity_is_the_base():
+    # the target's "b" has another identity, so "a" is the newest common snapshot; "b" then blocks the send
+    answer = target([('a', 'g-a', 'available'), ('c', 'g-c', 'available')])
+    result = plan(chain('a', 'b', 'c', 'd'), 'd', answer)
+    assert (result.mode, result.base, result.base_identity) == ('incremental', 'c', 'g-c')
+    assert result.replica['parent'] == 'c'
+    assert result.actions == ['send the changes of snapshot d of volume v to %s since snapshot c ' % WHERE]
+
+
+def test_a_name_alone_is_not_a_common_base():
+    with pytest.raises(StorageError, match='holds no snapshot of volume v older than b with the same identity'):
+        plan(chain('a', 'b'), 'b', target([('a', 'other-guid', 'available')]))
+
+
+def test_an_existing_target_volume_without_snapshots_is_refused():
+    with pytest.raises(StorageError, match='so there is no common base; refused'):
+        plan(chain('a'), 'a', target([]))
+
+
+def test_a_target_with_a_newer_snapshot_changed_since_the_base():
+    answer = target([('a', 'g-a', 'available'), ('mine', 'g-m', 'available')])
+    with pytest.raises(StorageError, match='changed since the common snapshot: it has snapshot.s. mine that the source'):
+        plan(chain('a', 'b'), 'b', answer)
+
+
+def test_a_target_written_since_the_base_is_refused():
+    with pytest.raises(StorageError, match='changed since the common snapshot a: 65536 bytes were written'):
+        plan(chain('a', 'b'), 'b', target([('a', 'g-a', 'available')], written=65536))
+
+
+def test_a_cut_transfer_of_the_same_snapshot_resumes():
+    answer = target([('a', 'g-a', 'available'), ('b', None, 'inbound')], token='1-abc')
+    result = plan(chain('a', 'b'), 'b', answer, resumes='g-b')
+    assert (result.mode, result.abort) == ('resume', False)
+    assert result.actions == ['resume sending snapshot b of volume v to %s where the cut transfer stopped' % WHERE]
+
+
+def test_a_cut_transfer_of_another_snapshot_is_aborted_first():
+    answer = target([('a', 'g-a', 'available'), ('x', None, 'inbound')], token='1-abc')
+    result = plan(chain('a', 'b'), 'b', answer, resumes='g-x')
+    assert (result.mode, result.base, result.abort) == ('incremental', 'a', True)
+    assert result.actions[0] == 'abort the unfinished receive into volume v on ' + WHERE
+
+
+def test_a_volume_that_a_cut_replica_was_creating_is_aborted_and_sent_again():
+    answer = target([('a', None, 'inbound')], volume='inbound', token='1-abc')
+    result = plan(chain('a', 'b'), 'b', answer, resumes='g-a')
+    assert (result.mode, result.abort) == ('full', True)
+
+
+def test_intermediate_snapshots_are_named_in_the_action():
+    result = plan(chain('a', 'b', 'c'), 'c', target([('a', 'g-a', 'available')]), intermediates=True)
+    assert result.base == 'a' and result.actions[-1].endswith('since snapshot a and the snapshots between')
+
+
+def test_check_target_skips_inbound_snapshots():
+    check_target('v', [{'name': 'a', 'identity': 'g-a', 'status': 'available'},
+                       {'name': 'b', 'identity': None, 'status': 'inbound'}], 0, 'g-a', WHERE)
+
+
+def test_a_snapshot_without_identity_cannot_be_replicated():
+    source = chain('a')
+    source[0].details.pop('guid')
+    with pytest.raises(StorageError, match='has no identity to match on the target'):
+        plan(source, 'a', target(volume=None))
+
+
+@pytest.mark.parametrize('words, message', [
+    ([], 'Unknown request'),
+    (['id'], "Unknown request 'id'; this key may only run info, receive, abort, delete"),
+    (['sh', '-c', 'id'], "Unknown request 'sh -c id'"),
+    (['info', 'zfs', 'tank/r'], 'Request info takes 4 words, not 3'),
+    (['info', 'zfs', 'tank/r', '../etc'], "Volume name '../etc' is invalid"),
+    (['delete', 'zfs', 'tank/r', 'v', 'a;id', '-'], "Snapshot name 'a;id' is invalid"),
+])
+def test_the_receiver_accepts_only_its_verbs_with_valid_names(words, message):
+    with pytest.raises(InvalidInputError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        parse_words(words)
+
+
+class Runner:
+    pass
+
+
+@pytest.mark.parametrize('config, message', [
+    ({'host': '-oProxyCommand=x'}, "target.host '-oProxyCommand=x' is not a host name"),
+    ({'host': 'a b'}, "target.host 'a b' is not a host name"),
+    ({'host': 'peer', 'port': 0}, 'target.port 0 is not a TCP port number'),
+    ({'host': 'peer', 'user': 'root;id'}, "target.user 'root;id' is not a user name"),
+    ({'host': 'peer', 'key': 'relative/key'}, "target.key 'relative/key' must be an absolute path"),
+    ({'host': 'peer', 'known_hosts': '/a b'}, "target.known_hosts '/a b' must be an absolute path without spaces"),
+])
+def test_bad_peer_settings_are_one_sentence(config, message):
+    with pytest.raises(InvalidInputError, match=message):
+        Peer(Runner(), config)
+
+
+def test_the_ssh_command_checks_host_keys_and_quotes_each_word():
+    peer = Peer(Runner(), {'host': 'dr1', 'port': 2222, 'key': '/k', 'known_hosts': '/kh'})
+    argv = peer.argv(['info', 'zfs', 'tank/r', 'v'], stdin=False)
+    assert argv[0] == 'ssh' and 'BatchMode=yes' in argv and 'StrictHostKeyChecking=yes' in argv
+    assert argv[argv.index('-i') + 1] == '/k' and 'UserKnownHostsFile=/kh' in argv and '-n' in argv
+    assert argv[-2:] == ['dr1', 'info zfs tank/r v']
+    assert Peer(Runner(), {'host': 'dr1'}).argv(["it's"])[-1] == "'it'\"'\"'s'"
+
+
+def test_the_hold_is_named_after_the_target_and_stays_short():
+    peer = Peer(Runner(), {'host': 'dr1', 'port': 22})
+    assert hold_tag(peer, 'backup/r', 'v') == 'stratum-replica:dr1:22:backup/r/v'
+    long_tag = hold_tag(peer, 'p' * 250, 'v')
+    assert long_tag.startswith('stratum-replica:') and len(long_tag) == len('stratum-replica:') + 32
+
+
+def test_the_target_names_exactly_one_backend():
+    assert target_config({'zfs': {'parent': 'tank/r'}, 'lvm': None}, ['lvm', 'nfs', 'zfs'])[2] == 'tank/r'
+    assert target_config({'lvm': {'vg': 'vg0', 'thin_pool': 'pool'}}, ['lvm', 'zfs'])[2] == 'vg0/pool'
+    with pytest.raises(InvalidInputError, match='target needs exactly one backend dict .lvm, nfs, zfs.'):
+        target_config({'zfs': {'parent': 'a'}, 'lvm': {'vg': 'b'}}, ['lvm', 'nfs', 'zfs'])
