@@ -15,7 +15,11 @@ where things are created; what a listing reports comes from our LV tags:
 - ``stratum_snapshot=S`` on a snapshot;
 - ``stratum_created=<UTC time>`` when it was made (orders the snapshots);
 - ``stratum_origin=V`` and ``stratum_origin_snapshot=S`` on a clone;
-- ``stratum_status=creating`` while a clone is being copied.
+- ``stratum_status=creating`` while a clone is being copied;
+- on a replica (``_replica``): ``stratum_identity=<the source snapshot's identity>``
+  on the snapshot, and while it arrives ``stratum_inbound=S`` (with
+  ``stratum_inbound_identity`` and ``stratum_inbound_base``) on the LV being written;
+  ``stratum_hold_<hash>=<name>`` on a source snapshot holds it for a replica.
 
 LVs without a ``stratum_volume`` tag are not listed and never changed.
 """
@@ -23,6 +27,7 @@ LVs without a ``stratum_volume`` tag are not listed and never changed.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from contextlib import contextmanager
@@ -31,7 +36,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device
+from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, BlockWriter, restore_into_device
+from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
 
@@ -216,6 +222,8 @@ class LvmBackend(ListingBackend):
         status = 'available'
         if tags.get('status') == 'creating':
             status = 'creating'
+        elif tags.get('inbound') and 'snapshot' not in tags:
+            status = 'inbound'
         elif row['lv_name'] != volume_lv(tags['volume']) or 'snapshot' in tags:
             status = 'error'
             details['reason'] = ('LV %s carries the tag of volume %s but is not named %s.'
@@ -233,7 +241,11 @@ class LvmBackend(ListingBackend):
         else:
             details.update(type='cow', cow_size=int(row['lv_size']), usage_percent=_percent(row.get('snap_percent')))
             size = int(row['origin_size'] or 0) or None
-        if row.get('origin') != origin_lv or row['lv_name'] != snapshot_lv(tags['volume'], tags['snapshot']):
+        if tags.get('identity'):
+            details['identity'] = tags['identity']
+        thin_origin_ok = not _is_cow(row)  # a thin snapshot stands alone; a replica's is made from the one before
+        if (row.get('origin') != origin_lv and not thin_origin_ok) \
+                or row['lv_name'] != snapshot_lv(tags['volume'], tags['snapshot']):
             status = 'error'
             details['reason'] = ('LV %s carries the tags of snapshot %s of volume %s but is not LVM snapshot %s of %s.'
                                  % (details['lv'], tags['snapshot'], tags['volume'],
@@ -245,6 +257,8 @@ class LvmBackend(ListingBackend):
         elif _flag(row.get('lv_merging')):
             status = 'pending_delete'
             details['reason'] = 'LV %s is merging into its origin; LVM removes it when the merge ends.' % details['lv']
+        elif tags.get('inbound'):
+            status = 'inbound'
         details['temporary'] = tags.get('temporary') == 'yes'
         return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
                         created=_created(tags), parent=parent, details=details)
@@ -260,6 +274,18 @@ class LvmBackend(ListingBackend):
             else:
                 volumes.append(self._volume_record(row, tags))
         chains = dict((volume, in_chain_order(found, self._snapshot_record)) for volume, found in snapshots.items())
+        for row, tags in listing.ours():
+            arriving = tags.get('inbound')
+            if 'snapshot' in tags or not arriving or not is_valid_name(arriving) \
+                    or (name is not None and tags['volume'] != name):
+                continue
+            chain = chains.setdefault(tags['volume'], [])
+            if not any(s.name == arriving for s in chain):
+                chain.append(Snapshot(name=arriving, volume=tags['volume'], backend=self.name, status='inbound',
+                                      size=int(row['lv_size']), created=None,
+                                      parent=chain[-1].name if chain else None,
+                                      details={'lv': None, 'path': None, 'uuid': None, 'active': False,
+                                               'format': 'raw', 'temporary': False}))
         return sorted(volumes, key=lambda v: v.name), chains
 
     def plan_settings(self, record):
@@ -387,6 +413,11 @@ class LvmBackend(ListingBackend):
 
     def delete_snapshot(self, volume, name):
         lv = self._lv(snapshot_lv(volume, name))
+        row = self.listing(fresh=False).by_name.get(snapshot_lv(volume, name))
+        held = _holds(parse_tags(row.get('lv_tags'))) if row else set()
+        if held:
+            raise StorageError('Snapshot %s of volume %s is held by %s (the last snapshot replicated there); delete '
+                               'that replica first.' % (name, volume, ', '.join(sorted(held))))
         self.change(['lvremove', '--yes', lv], error='Removing snapshot LV %s failed' % lv)
 
     def activate(self, volume, snapshot=None):
@@ -399,7 +430,7 @@ class LvmBackend(ListingBackend):
         return self.vg
 
     def snapshot_identity(self, snapshot):
-        return snapshot.details.get('uuid')
+        return snapshot.details.get('identity') or snapshot.details.get('uuid')
 
     @contextmanager
     def open_snapshot(self, snapshot):
@@ -439,6 +470,131 @@ class LvmBackend(ListingBackend):
                 self.runner.run(message + ['release_metadata_snap'], check=False)
         return parse_thin_delta(delta.stdout)
 
+    # -- replication -------------------------------------------------------------------------
+
+    def holds(self, volume, snapshots):
+        """The hold names on each of ``snapshots`` (names) of ``volume``, from their LV tags."""
+        scan = self.listing(fresh=False)
+        found = {}
+        for name in snapshots:
+            row = scan.by_name.get(snapshot_lv(volume, name))
+            found[name] = _holds(parse_tags(row.get('lv_tags'))) if row else set()
+        return found
+
+    def _hold_tag(self, tag):
+        return '%shold_%s=%s' % (TAG, hashlib.sha256(tag.encode('utf-8')).hexdigest()[:12], tag)
+
+    def hold(self, volume, snapshot, tag):
+        lv = self._lv(snapshot_lv(volume, snapshot))
+        self.change(['lvchange', '--addtag', self._hold_tag(tag), lv], error='Holding snapshot LV %s failed' % lv)
+
+    def release(self, volume, snapshot, tag):
+        lv = self._lv(snapshot_lv(volume, snapshot))
+        self.change(['lvchange', '--deltag', self._hold_tag(tag), lv],
+                    error='Releasing the hold on snapshot LV %s failed' % lv)
+
+    def replica_state(self, volume):
+        """The replica arriving in ``volume`` (``inbound``) and the bytes written to it since its newest snapshot."""
+        scan = self.listing()
+        current, snapshots = self.read_volume(volume)
+        inbound = None
+        for row, tags in scan.ours():
+            if tags['volume'] == volume and tags.get('inbound'):
+                inbound = {'snapshot': tags['inbound'], 'identity': tags.get('inbound_identity'),
+                           'base': None if tags.get('inbound_base') in (None, '-') else tags['inbound_base']}
+        written = None
+        arrived = [s for s in snapshots if s.status == 'available']
+        if current is not None and arrived:
+            newest = arrived[-1]
+            if newest.details.get('type') == 'thin' and current.details.get('type') == 'thin':
+                ranges = self.changed_ranges(newest, current)
+                written = sum(length for _offset, length in ranges) if ranges is not None else None
+            elif newest.details.get('type') == 'cow':
+                usage = newest.details.get('usage_percent') or 0
+                written = int(newest.details['cow_size'] * usage / 100) or (1 if usage else 0)
+        return {'token': None, 'written': written, 'inbound': inbound}
+
+    @contextmanager
+    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume):
+        """Yield the LV that the block stream of ``snapshot`` goes to; take the snapshot when it is complete.
+
+        A new volume is created and written, then snapshotted. On a thin pool an
+        existing volume's replica is a thin snapshot of the previous replica (the
+        base), written with the changes, which then replaces the volume; a thick
+        volume is written in place (its base's COW area keeps the previous
+        point). The LV being written carries the ``stratum_inbound`` tags.
+        """
+        current, snapshots = self.read_volume(volume)
+        marks = dict(inbound=snapshot, inbound_identity=identity, inbound_base=base_identity or '-')
+        working = snapshot_lv(volume, snapshot)
+        arrived = [s for s in snapshots if s.status == 'available']
+        if current is None or (current.status == 'inbound' and not arrived):  # a volume this replica creates
+            if current is None:
+                self._create(volume, size, marks)
+            target, fresh = volume_lv(volume), bool(self.thin_pool)
+        elif current.details.get('type') == 'thin':
+            if self.listing(fresh=False).by_name.get(working) is None:
+                base = next((s for s in snapshots if self.snapshot_identity(s) == base_identity
+                             and s.status == 'available'), None)
+                if base is None:
+                    raise StorageError('Volume %s has no snapshot with identity %s to start from.'
+                                       % (volume, base_identity))
+                self.change(['lvcreate', '--yes', '-s', '-kn', '-n', working]
+                            + self._tags(volume=volume, snapshot=snapshot, created=self._now(), identity=identity,
+                                         **marks) + [base.details['lv']],
+                            error='Creating LV %s for the replica failed' % self._lv(working))
+            target, fresh = working, False
+        else:
+            if not resume:
+                self.change(['lvchange'] + self._tags(**marks) + [self._lv(volume_lv(volume))],
+                            error='Marking LV %s inbound failed' % self._lv(volume_lv(volume)))
+            target, fresh = volume_lv(volume), False
+        path = '/dev/%s/%s' % (self.vg, target)
+        row = self.listing().by_name[target]
+        if not _flag(row.get('lv_active')):
+            self.change(['lvchange', '-ay', '-K', self._lv(target)], error='Activating LV %s failed' % self._lv(target))
+        if size > int(row['lv_size']):
+            self.change(['lvextend', '--yes', '-L', '%db' % size, self._lv(target)],
+                        error='Growing LV %s failed' % self._lv(target))
+        with BlockWriter(path, size, 'LV %s' % self._lv(target), skip_zeros=fresh) as writer:
+            yield writer
+        unmark = [a for key, value in sorted(marks.items()) for a in ('--deltag', '%s%s=%s' % (TAG, key, value))]
+        if target == working:
+            self.change(['lvchange'] + unmark + [self._lv(working)], error='Marking LV %s complete failed' % working)
+            # the volume becomes the new replica: it was checked unchanged since the base
+            self.change(['lvremove', '--yes', self._lv(volume_lv(volume))],
+                        error='Replacing LV %s failed' % self._lv(volume_lv(volume)))
+            self.change(['lvcreate', '--yes', '-s', '-kn', '-n', volume_lv(volume)]
+                        + self._tags(volume=volume, created=self._now()) + [self._lv(working)],
+                        error='Making LV %s from the replica failed' % self._lv(volume_lv(volume)))
+            return
+        origin = self.listing().by_name[volume_lv(volume)]
+        argv = ['lvcreate', '--yes', '-s', '-n', working]
+        argv += ['-kn'] if origin.get('segtype') == 'thin' else ['-L', '%db' % self._cow_size(int(origin['lv_size']))]
+        self.change(argv + self._tags(volume=volume, snapshot=snapshot, created=self._now(), identity=identity)
+                    + [self._lv(volume_lv(volume))], error='Creating snapshot LV %s failed' % self._lv(working))
+        self.change(['lvchange'] + unmark + [self._lv(volume_lv(volume))],
+                    error='Marking LV %s complete failed' % self._lv(volume_lv(volume)))
+
+    def abort_receive(self, volume):
+        """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one."""
+        scan = self.listing()
+        for row, tags in list(scan.ours()):
+            if tags['volume'] != volume or not tags.get('inbound'):
+                continue
+            arrived = [s for s in self.read_volume(volume)[1] if s.status == 'available']
+            if 'snapshot' in tags or not arrived:
+                if 'snapshot' not in tags:
+                    self.delete_volume(volume)
+                    return
+                self.change(['lvremove', '--yes', self._lv(row['lv_name'])],
+                            error='Removing LV %s failed' % self._lv(row['lv_name']))
+            else:
+                unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base') if key in tags
+                          for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
+                self.change(['lvchange'] + unmark + [self._lv(row['lv_name'])],
+                            error='Clearing the marks of LV %s failed' % self._lv(row['lv_name']))
+
     def restore_volume(self, name, image, size, fmt):
         self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
         lv = self._create(name, size, {'status': 'creating'})
@@ -456,3 +612,8 @@ def parse_thin_delta(text):
         raise StorageError('thin_delta printed no data_block_size: %r.' % text[:200])
     unit = int(match.group(1)) * 512
     return [(int(begin) * unit, int(length) * unit) for _kind, begin, length in THIN_DELTA_RE.findall(text)]
+
+
+def _holds(tags):
+    """The hold names among our tags of one LV."""
+    return set(value for key, value in tags.items() if key.startswith('hold_'))

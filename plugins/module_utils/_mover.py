@@ -21,9 +21,12 @@ without data.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
+import json
 import os
 import stat
+import struct
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -196,3 +199,199 @@ def streamed(runner, argv, what):
             lines = errors.read().decode('utf-8', 'replace').strip().splitlines()
             reason = lines[-1].rstrip('.') if lines else 'no output'
             raise StorageError('%s failed: %s (rc=%d).' % (what, reason, process.returncode))
+
+
+# -- the block stream of a replica (LVM, nfs) ------------------------------------------------
+#
+# Over one connection (the SSH session of the receiver), after the request line:
+#   source -> target  a JSON header line: {"size": N, "ranges": [[offset, length], ...] or null, "hashes": bool}
+#   target -> source  with "hashes": b"H", the number of clusters (8 bytes, big-endian), and the SHA-256 of
+#                     each 64 KiB cluster of the ranges as the destination holds them now
+#   source -> target  records: offset (8 bytes), length (4), kind (1): 0 data (the bytes follow), 1 zeros;
+#                     the end: offset 2**64-1, length 0, kind 2, and the SHA-256 of the ranges' content
+# The target then reads the ranges back and compares that digest before it answers.
+
+RECORD = struct.Struct('>QIB')
+END = (1 << 64) - 1
+DATA, ZEROS, FINISH = 0, 1, 2
+
+
+class PeerStopped(StorageError):
+    """The receiving side stopped before the stream ended; its own answer says why."""
+
+
+def _clusters(spans):
+    for offset, length in spans:
+        for at in range(offset, offset + length, CLUSTER):
+            yield at, min(CLUSTER, offset + length - at)
+
+
+def _read_exactly(stream, length, what):
+    data = stream.read(length)
+    if data is None or len(data) != length:
+        raise StorageError('The %s ended early (%d of %d bytes).' % (what, len(data or b''), length))
+    return data
+
+
+def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
+    """Send ``reader`` over ``ranges`` (None: all of it); with ``hashes``, only clusters the target lacks.
+
+    Returns the number of bytes written to ``wire_out``.
+    """
+    spans = aligned([(0, size)] if ranges is None else ranges, size)
+    header = json.dumps({'size': size, 'ranges': None if ranges is None else spans, 'hashes': bool(hashes),
+                         'created': created})
+    wire_out.write(header.encode('ascii') + b'\n')
+    sent = len(header) + 1
+    theirs = None
+    if hashes:
+        wire_out.flush()
+        if wire_in.peek(1)[:1] != b'H':  # not consumed: the target's answer says why
+            raise PeerStopped('The target did not answer with the checksums of its clusters.')
+        wire_in.read(1)
+        count = struct.unpack('>Q', _read_exactly(wire_in, 8, 'answer of the target'))[0]
+        theirs = _read_exactly(wire_in, count * 32, 'list of checksums of the target')
+    total = hashlib.sha256()
+    index = 0
+    for offset, length in _pieces(spans):
+        data = reader.read(offset, length)
+        total.update(data)
+        for at in range(0, length, CLUSTER):
+            piece = data[at:at + CLUSTER]
+            mine = theirs is not None and hashlib.sha256(piece).digest() == theirs[index * 32:index * 32 + 32]
+            index += 1
+            if mine:
+                continue
+            if piece.count(0) == len(piece):
+                wire_out.write(RECORD.pack(offset + at, len(piece), ZEROS))
+                sent += RECORD.size
+            else:
+                wire_out.write(RECORD.pack(offset + at, len(piece), DATA))
+                wire_out.write(piece)
+                sent += RECORD.size + len(piece)
+    wire_out.write(RECORD.pack(END, 0, FINISH) + total.digest())
+    wire_out.flush()
+    return sent + RECORD.size + 32
+
+
+def read_header(wire_in):
+    """The header line of a block stream: ``{"size", "ranges", "hashes", ...}``, checked."""
+    line = wire_in.readline(1 << 24)
+    try:
+        header = json.loads(line.decode('ascii'))
+        size, ranges = header['size'], header['ranges']
+        if not isinstance(size, int) or size <= 0 or not (ranges is None or all(
+                isinstance(r, list) and len(r) == 2 and all(isinstance(n, int) for n in r)
+                and 0 <= r[0] and 0 < r[1] and r[0] + r[1] <= size for r in ranges)):
+            raise ValueError('bounds')
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise StorageError('The block stream does not start with a valid header.')
+    return header
+
+
+def receive_blocks(image, header, wire_in, wire_out):
+    """Apply the block stream after ``header`` from ``wire_in`` to ``image`` (``read``/``write``/``write_zeroes``).
+
+    Returns ``(bytes written, bytes zeroed)`` once the ranges read back with the digest the source sent.
+    """
+    size, ranges = header['size'], header['ranges']
+    spans = aligned([(0, size)] if ranges is None else [tuple(r) for r in ranges], size)
+    if header.get('hashes'):
+        sums = [hashlib.sha256(image.read(at, length)).digest() for at, length in _clusters(spans)]
+        wire_out.write(b'H' + struct.pack('>Q', len(sums)) + b''.join(sums))
+        wire_out.flush()
+    written = zeroed = 0
+    while True:
+        offset, length, kind = RECORD.unpack(_read_exactly(wire_in, RECORD.size, 'block stream'))
+        if kind == FINISH:
+            digest_sent = _read_exactly(wire_in, 32, 'block stream')
+            break
+        if kind not in (DATA, ZEROS) or length > CLUSTER or offset % CLUSTER or offset + length > size:
+            raise StorageError('The block stream holds a record out of bounds (offset %d, length %d).'
+                               % (offset, length))
+        if kind == DATA:
+            image.write(offset, _read_exactly(wire_in, length, 'block stream'))
+            written += length
+        else:
+            image.write_zeroes(offset, length)
+            zeroed += length
+    total = hashlib.sha256()
+    for offset, length in _pieces(spans):
+        total.update(image.read(offset, length))
+    if total.digest() != digest_sent:
+        raise StorageError('The received data does not read back as the source sent it (SHA-256 differs).')
+    return written, zeroed
+
+
+class Counted:
+    """A binary writer that counts the bytes written through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.count = 0
+
+    def write(self, data):
+        self.raw.write(data)
+        self.count += len(data)
+
+    def flush(self):
+        self.raw.flush()
+
+
+#: ``ioctl`` that makes a range of a block device read as zeros
+BLKZEROOUT = 0x127F
+
+
+class BlockWriter:
+    """The destination of a block stream that is a block device (an LV); ``skip_zeros`` for one that reads as zeros."""
+
+    def __init__(self, path, size, what, skip_zeros=False):
+        self.path = path
+        self.size = size
+        self.what = what
+        self.skip_zeros = skip_zeros
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise StorageError('%s cannot be opened for writing at %s: %s.' % (self.what, self.path, reason))
+        if not stat.S_ISBLK(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError('%s at %s is not a block device.' % (self.what, self.path))
+        self._fd = fd
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        return False
+
+    def read(self, offset, length):
+        parts, done = [], 0
+        while done < length:
+            chunk = os.pread(self._fd, length - done, offset + done)
+            if not chunk:
+                raise StorageError('%s ended at %d bytes.' % (self.what, offset + done))
+            parts.append(chunk)
+            done += len(chunk)
+        return b''.join(parts)
+
+    def write(self, offset, data):
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.pwrite(self._fd, view[done:], offset + done)
+
+    def write_zeroes(self, offset, length):
+        if self.skip_zeros:
+            return
+        try:
+            fcntl.ioctl(self._fd, BLKZEROOUT, struct.pack('QQ', offset, length))
+        except OSError:
+            self.write(offset, bytes(length))

@@ -329,7 +329,7 @@ class NfsBackend(Backend):
                 refuse('names snapshot %r, which is not a valid snapshot name' % (key,))
             if not isinstance(entry, dict):
                 refuse('has an entry for snapshot %s that is not a JSON object' % key)
-            if entry.get('status') not in (None, 'creating', 'pending_delete'):
+            if entry.get('status') not in (None, 'creating', 'pending_delete', 'inbound'):
                 refuse('has an unknown status %r for snapshot %s' % (entry.get('status'), key))
             for field in ('created', 'file', 'into', 'uuid'):
                 if not isinstance(entry.get(field), (str, type(None))):
@@ -512,11 +512,12 @@ class NfsBackend(Backend):
                 details={'file': filename, 'image': os.path.basename(image.path), 'image_format': image.format,
                          'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
             parent = name
-        # A delete cut off after the info file dropped the snapshot is still pending.
+        # A delete cut off after the info file dropped the snapshot is still pending; a replica
+        # that is arriving is listed before its overlay exists.
         for name, meta in sorted(known.items()):
-            if name not in chain.snapshots and meta.get('status') == 'pending_delete':
-                records.append(Snapshot(name=name, volume=volume, backend=self.name, status='pending_delete',
-                                        created=meta.get('created'),
+            if name not in chain.snapshots and meta.get('status') in ('pending_delete', 'inbound'):
+                records.append(Snapshot(name=name, volume=volume, backend=self.name, status=meta['status'],
+                                        created=meta.get('created'), parent=parent if meta['status'] == 'inbound' else None,
                                         details={'file': meta.get('file'), 'image': None, 'image_format': None,
                                                  'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
         return records
@@ -779,6 +780,9 @@ class NfsBackend(Backend):
         entries = meta.setdefault('snapshots', {})
         entry = entries.get(name) or {}
         resuming = entry.get('status') == 'pending_delete'
+        if _holds(entry) and not resuming:
+            raise StorageError('Snapshot %s of volume %s is held by %s (the last snapshot replicated there); delete '
+                               'that replica first.' % (name, volume, ', '.join(_holds(entry))))
         if name in chain.snapshots:
             overlay = chain.snapshots[name]
             position = chain.index(overlay)
@@ -865,6 +869,133 @@ class NfsBackend(Backend):
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageError('qemu-img map printed an unexpected allocation map: %s.' % exc)
 
+    # -- replication (the source side: holds) ----------------------------------------------
+
+    def holds(self, volume, snapshots):
+        """The hold tags on each of ``snapshots`` (names) of ``volume``, from our metadata."""
+        entries = self._read_meta(volume).get('snapshots') or {}
+        return dict((name, set(_holds(entries.get(name) or {}))) for name in snapshots)
+
+    @_sentences
+    def hold(self, volume, snapshot, tag):
+        with self._meta_update(volume) as entries:
+            entry = entries.setdefault(snapshot, {})
+            entry['holds'] = sorted(set(_holds(entry)) | {tag})
+
+    @_sentences
+    def release(self, volume, snapshot, tag):
+        with self._meta_update(volume) as entries:
+            entry = entries.get(snapshot)
+            if entry is not None:
+                entry['holds'] = [t for t in _holds(entry) if t != tag]
+                if not entry['holds']:
+                    del entry['holds']
+
+    @contextmanager
+    def _meta_update(self, volume):
+        meta = self._read_meta(volume)
+        yield meta.setdefault('snapshots', {})
+        self._write_meta(volume, meta)
+
+    # -- replication (the target side) ------------------------------------------------------
+
+    def reset_active(self, volume):
+        """Make the active file empty again, so it reads as the image below it (or as zeros, alone).
+
+        The new file is made beside it and renamed over it.
+        """
+        chain = self.load(volume)
+        active = chain.active
+        self.check_rewritable(self.read_volume(volume)[0], 'delete_volume')
+        new = self._new_path(volume)
+        if os.path.lexists(new):
+            os.unlink(new)  # left by a cut run; unlink never follows a link
+        fd = create_new(new, self._attrs(volume))
+        inode = os.fstat(fd).st_ino
+        try:
+            if len(chain.files) == 1:
+                self._qemu_img('create', '-q', '-f', active.format, fd_path(fd), str(active.virtual_size),
+                               pass_fds=[fd])
+            else:
+                below = chain.files[-2]
+                self._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-u', '-F', below.format,
+                               '-b', os.path.basename(below.path), fd_path(fd), str(active.virtual_size),
+                               pass_fds=[fd])
+            self._written(new, inode)
+            os.rename(new, active.path)
+        except BaseException:
+            if os.path.lexists(new):
+                os.unlink(new)
+            raise
+        finally:
+            os.close(fd)
+
+    @_sentences
+    def replica_state(self, volume):
+        """The replica arriving in ``volume`` (``inbound``), and the bytes written to it since its newest snapshot."""
+        chain = self.load(volume)
+        inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else None
+        written = None
+        if len(chain.files) > 1:
+            result = self._qemu_img_on(chain.files, ['map', '--output=json', IMAGE_OPTS],
+                                       error='Mapping the clusters of volume %s failed' % volume)
+            try:
+                written = sum(int(e['length']) for e in json.loads(result.stdout)
+                              if int(e['depth']) == 0 and e.get('present', True))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageError('qemu-img map printed an unexpected allocation map: %s.' % exc)
+        return {'token': None, 'written': written, 'inbound': inbound}
+
+    @contextmanager
+    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume):
+        """Yield the volume's active file (writable, through qemu-nbd) for the block stream of ``snapshot``.
+
+        Until the ``with`` body ends the volume and the snapshot list as ``inbound``
+        (a mark in our metadata); then the snapshot is taken with the source's
+        identity as its UUID and the mark goes.
+        """
+        if not self._exists(volume):
+            self.create_volume(volume, size, 'qcow2')
+        meta = self._read_meta(volume)
+        meta['inbound'] = {'snapshot': snapshot, 'identity': identity, 'base': base_identity}
+        meta['status'] = 'inbound'
+        meta.setdefault('snapshots', {})[snapshot] = {'uuid': identity, 'status': 'inbound', 'created': created}
+        self._write_meta(volume, meta)
+        chain = self.load(volume)
+        if size > chain.active.virtual_size:
+            self.extend_volume(volume, size)
+            chain = self.load(volume)
+        with pin(chain.files) as fds:
+            with NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
+                           what='volume %s' % volume) as image:
+                yield image
+        self.create_snapshot(volume, snapshot)
+        meta = self._read_meta(volume)
+        meta.pop('inbound', None)
+        meta.pop('status', None)
+        meta['snapshots'][snapshot]['created'] = created
+        self._write_meta(volume, meta)
+
+    @_sentences
+    def abort_receive(self, volume):
+        """Drop what a cut replica wrote: a volume it was creating goes, another one reads as its newest snapshot."""
+        if not self._exists(volume):
+            return
+        chain = self.load(volume)
+        inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else {}
+        if len(chain.files) == 1 and chain.meta.get('status') == 'inbound':
+            self.delete_volume(volume)
+            return
+        self.reset_active(volume)
+        meta = self._read_meta(volume)
+        entries = meta.get('snapshots') or {}
+        name = inbound.get('snapshot')
+        if name in entries and entries[name].get('status') == 'inbound' and name not in chain.snapshots:
+            del entries[name]
+        meta.pop('inbound', None)
+        meta.pop('status', None)
+        self._write_meta(volume, meta)
+
     @_sentences
     def restore_volume(self, name, image, size, fmt):
         def fill(fd):
@@ -875,3 +1006,9 @@ class NfsBackend(Backend):
                 self._qemu_img('resize', '-q', '--image-opts', 'driver=%s,file.filename=%s' % (fmt, fd_path(fd)),
                                str(size), pass_fds=[fd])
         self._make_new(name, fmt, None, fill)
+
+
+def _holds(entry):
+    """The hold tags recorded on a snapshot's metadata entry (a list of strings), or []."""
+    holds = entry.get('holds') if isinstance(entry, dict) else None
+    return [t for t in holds if isinstance(t, str)] if isinstance(holds, list) else []

@@ -148,6 +148,9 @@ def plan_snapshot(desired, volume, snapshots, backend, deferred_delete=False, se
                        rewrites=[volume], volume=volume_name, name=name)], leftover
     if volume is None:
         raise StorageError('Volume %s does not exist, so snapshot %s cannot be taken.' % (volume_name, name))
+    if volume.status == 'inbound' and existing is None:
+        raise StorageError('Volume %s is receiving a replica (status inbound), so snapshot %s cannot be taken now.'
+                           % (volume_name, name))
     if existing is not None:
         if existing.status == 'pending_delete':
             raise StorageError('Snapshot %s of volume %s is being deleted; finish that with state=absent first.'

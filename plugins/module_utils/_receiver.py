@@ -27,6 +27,7 @@ import sys
 import syslog
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._mover import read_header, receive_blocks
 from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
 from ansible_collections.stratum.storage.plugins.module_utils._replica import check_target, config_of, parse_words
@@ -60,8 +61,11 @@ def _listed(backend, snapshots):
     return [dict(s.to_dict(), identity=backend.snapshot_identity(s)) for s in snapshots]
 
 
-def serve(words, config, stream, runner):
-    """Answer one request (a list of words) with a dict; raise ``StorageError`` (``Refused``) otherwise."""
+def serve(words, config, stream, runner, answer=None):
+    """Answer one request (a list of words) with a dict; raise ``StorageError`` (``Refused``) otherwise.
+
+    ``stream`` is the request's input (binary), ``answer`` where a block stream's checksums go back.
+    """
     try:
         verb, kind, location, volume = parse_words(words)[:4]
     except InvalidInputError as exc:
@@ -98,9 +102,10 @@ def serve(words, config, stream, runner):
         identity, base, mode = words[5], words[6], words[7]
         if mode not in ('new', 'resume'):
             raise Refused('Receive mode %r is neither new nor resume.' % mode)
-        state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
+        state = backend.replica_state(volume) if current is not None else {}
+        cut = state.get('token') or state.get('inbound')
         if mode == 'resume':
-            if not state['token']:
+            if not cut:
                 raise StorageError('Volume %s in %s has no cut transfer to resume.' % (volume, where))
         elif base == '-':
             if current is not None:
@@ -110,11 +115,19 @@ def serve(words, config, stream, runner):
             if current is None:
                 raise StorageError('Volume %s does not exist in %s, so changes cannot be applied to it.'
                                    % (volume, where))
-            if state['token']:
+            if cut:
                 raise StorageError('Volume %s in %s has a cut transfer; resume or abort it first.' % (volume, where))
             check_target(volume, _listed(backend, snapshots), state['written'], base, where)
-        record = backend.receive(volume, name, identity, None if base == '-' else base, mode == 'resume', stream)
-        return {'snapshot': _listed(backend, [record])[0]}
+        base = None if base == '-' else base
+        if hasattr(backend, 'receive'):  # the backend's own stream (zfs send)
+            record = backend.receive(volume, name, identity, base, mode == 'resume', stream)
+            return {'snapshot': _listed(backend, [record])[0]}
+        header = read_header(stream)
+        with backend.receive_into(volume, name, identity, base, header['size'], header.get('created'),
+                                  mode == 'resume') as image:
+            written, zeroed = receive_blocks(image, header, stream, answer)
+        record = next(s for s in backend.read_volume(volume)[1] if s.name == name)
+        return {'snapshot': _listed(backend, [record])[0], 'bytes_written': written, 'bytes_zeroed': zeroed}
 
 
 def _log(priority, text):
@@ -139,7 +152,7 @@ def main(argv=None):
             words = shlex.split(command)
         except ValueError as exc:
             raise Refused('The request cannot be split into words: %s.' % exc)
-        answer = serve(words, load_config(args.config), sys.stdin, ProcessRunner())
+        answer = serve(words, load_config(args.config), sys.stdin.buffer, ProcessRunner(), sys.stdout.buffer)
         _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
         code = 0
     except Refused as exc:

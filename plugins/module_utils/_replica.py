@@ -27,6 +27,7 @@ import tempfile
 from typing import NamedTuple, Optional
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
+from ansible_collections.stratum.storage.plugins.module_utils._mover import Counted, PeerStopped, send_blocks
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
 
 #: bytes read from the sending command and written to the connection at a time
@@ -224,13 +225,15 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
                  'size': snapshot.size, 'created': snapshot.created, 'parent': None,
                  'details': {'identity': identity}}
     label = 'snapshot %s of volume %s to %s' % (snapshot.name, snapshot.volume, where)
-    if target.get('token') and resumes == identity:
+    cut = bool(target.get('token') or target.get('inbound'))
+    if cut and resumes == identity:
         return Plan('resume', None, None, False, predicted, ['resume sending %s where the cut transfer stopped'
                                                              % label])
-    abort = bool(target.get('token')) or (volume is not None and volume.get('status') == 'inbound')
+    abort = cut or (volume is not None and volume.get('status') == 'inbound')
     actions = ['abort the unfinished receive into volume %s on %s' % (target_volume, where)] if abort else []
-    if volume is not None and volume.get('status') == 'inbound':
-        volume, snapshots = None, []  # a volume that a cut replica was creating goes with the abort
+    snapshots = [s for s in snapshots if s.get('status') != 'inbound']
+    if abort and not snapshots:
+        volume = None  # a volume that a cut replica was creating goes with the abort
     if volume is None:
         return Plan('full', None, None, abort, predicted, actions + ['send all of %s' % label])
     held = dict((s.get('identity'), s) for s in snapshots if s.get('status') == 'available' and s.get('identity'))
@@ -285,8 +288,6 @@ def ensure_replica(module, backend, runner, backend_names):
     if kind != backend.name:
         raise InvalidInputError('The target is a %s backend and the source a %s backend; a replica needs the same '
                                 'backend type on both ends.' % (kind, backend.name))
-    if not hasattr(backend, 'replica_stream'):
-        raise InvalidInputError('The %s backend does not replicate yet; replication needs backend=zfs.' % backend.name)
     target_volume = validate_name(target.get('volume') or volume, 'target volume')
     peer = Peer(runner, target)
     where = '%s %s on %s' % (kind, location, peer.label)
@@ -324,6 +325,8 @@ def ensure_replica(module, backend, runner, backend_names):
         found = backend.resume_target(info['token'])
         if found is not None and found[0] == snapshot.details.get('dataset'):
             resumes = found[1]
+    elif isinstance(info.get('inbound'), dict):
+        resumes = info['inbound'].get('identity')
     plan = plan_replica(chain, snapshot, backend.snapshot_identity, info, where, target_volume, resumes,
                         params['intermediate'])
     actions = list(plan.actions)
@@ -338,14 +341,62 @@ def ensure_replica(module, backend, runner, backend_names):
             if plan.abort:
                 peer.call(['abort', kind, location, target_volume])
             if plan.mode != 'none':
-                with backend.replica_stream(volume, name, plan.base, params['intermediate'],
-                                            info.get('token') if plan.mode == 'resume' else None) as stream:
-                    answer, extra['bytes_sent'] = peer.push(
-                        ['receive', kind, location, target_volume, name, backend.snapshot_identity(snapshot),
-                         plan.base_identity or '-', 'resume' if plan.mode == 'resume' else 'new'], stream)
+                words = ['receive', kind, location, target_volume, name, backend.snapshot_identity(snapshot)]
+                if hasattr(backend, 'replica_stream'):
+                    with backend.replica_stream(volume, name, plan.base, params['intermediate'],
+                                                info.get('token') if plan.mode == 'resume' else None) as stream:
+                        answer, extra['bytes_sent'] = peer.push(
+                            words + [plan.base_identity or '-', 'resume' if plan.mode == 'resume' else 'new'], stream)
+                else:
+                    answer, extra['bytes_sent'], extra['base'] = send_block_replica(
+                        backend, peer, words, chain, snapshot, plan, info)
                 replica = answer['snapshot']
             if needs_hold:
                 backend.hold(volume, name, tag)
             for snap in release:
                 backend.release(volume, snap, tag)
     return _replica_result(module, before, replica, connected + actions, extra)
+
+
+def send_block_replica(backend, peer, words, chain, snapshot, plan, info):
+    """Send ``snapshot`` as a block stream: the change set from the base, or everything; return the answer.
+
+    A resumed transfer (and one without a change set into an existing volume)
+    first asks the target for the checksums of its clusters, so what arrived
+    before is not sent again. Returns ``(answer, bytes sent, base name)``.
+    """
+    base = None
+    if plan.mode == 'resume':
+        wanted = (info.get('inbound') or {}).get('base')
+        base = next((s for s in chain if wanted and backend.snapshot_identity(s) == wanted
+                     and s.status == 'available'), None)
+        base_identity = wanted or '-'
+    else:
+        base = next((s for s in chain if s.name == plan.base), None)
+        base_identity = plan.base_identity or '-'
+    ranges = backend.changed_ranges(base, snapshot) if base is not None else None
+    hashes = plan.mode == 'resume' or (ranges is None and base is not None)
+    words = words + [base_identity, 'resume' if plan.mode == 'resume' else 'new']
+    with tempfile.TemporaryFile() as err, backend.open_snapshot(snapshot) as reader:
+        process = peer.runner.spawn(peer.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        wire = Counted(process.stdin)
+        try:
+            send_blocks(reader, snapshot.size, ranges, wire, process.stdout, hashes, created=snapshot.created)
+        except (BrokenPipeError, PeerStopped):
+            pass  # the receiver stopped reading, or the connection was cut: its answer (or none) says why
+        except BaseException:
+            if process.poll() is None:  # a failure on this side (reading the snapshot): stop the transfer
+                process.kill()
+                process.wait()
+                raise
+        finally:
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+        out = process.stdout.read()
+        rc = process.wait()
+        err.seek(0)
+        answer = peer._answer(rc, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'), words,
+                              wire.count)
+    return answer, wire.count, base.name if base is not None and ranges is not None else None

@@ -31,12 +31,12 @@ from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InvalidInputError, StorageError)
-from ansible_collections.stratum.storage.plugins.module_utils._files import create_new, fd_path
+from ansible_collections.stratum.storage.plugins.module_utils._files import fd_path
 from ansible_collections.stratum.storage.plugins.module_utils._mover import copy_changes, digest
 from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._nfs import (
-    OVERLAY_FORMAT, RESERVED_SNAPSHOT_NAMES, NfsBackend, image_opts, pin)
+    RESERVED_SNAPSHOT_NAMES, NfsBackend, image_opts, pin)
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, now_utc
 
 REPOSITORY_FORMAT = 'qcow2'
@@ -169,38 +169,6 @@ class Repository:
 
     # -- changes --------------------------------------------------------------------------
 
-    def _reset_active(self, volume):
-        """Make the active file empty again, so it reads as the image below it (or as zeros, alone).
-
-        The new file is made beside it and renamed over it.
-        """
-        store = self.store
-        chain = store.load(volume)
-        active = chain.active
-        store.check_rewritable(store.read_volume(volume)[0], 'delete_volume')
-        new = store._new_path(volume)
-        if os.path.lexists(new):
-            os.unlink(new)  # left by a cut run; unlink never follows a link
-        fd = create_new(new, store._attrs(volume))
-        inode = os.fstat(fd).st_ino
-        try:
-            if len(chain.files) == 1:
-                store._qemu_img('create', '-q', '-f', REPOSITORY_FORMAT, fd_path(fd), str(active.virtual_size),
-                                pass_fds=[fd])
-            else:
-                below = chain.files[-2]
-                store._qemu_img('create', '-q', '-f', OVERLAY_FORMAT, '-u', '-F', below.format,
-                                '-b', os.path.basename(below.path), fd_path(fd), str(active.virtual_size),
-                                pass_fds=[fd])
-            store._written(new, inode)
-            os.rename(new, active.path)
-        except BaseException:
-            if os.path.lexists(new):
-                os.unlink(new)
-            raise
-        finally:
-            os.close(fd)
-
     def discard_partial(self, volume, meta):
         """Drop what a backup that did not finish wrote; the volume reads as its newest backup again.
 
@@ -217,7 +185,7 @@ class Repository:
             if overlay in chain.names or not is_valid_name(name) or name in RESERVED_SNAPSHOT_NAMES:
                 raise ChainError('Volume %s in repository %s: the record of unfinished backup %s names a file of '
                                  'its chain; refused.' % (volume, self.directory, name))
-        self._reset_active(volume)
+        self.store.reset_active(volume)
         for name in partial:
             del entries[name]
             # the overlay of a snapshot that a cut run made but never mapped; unlink never follows a link

@@ -16,8 +16,8 @@ description:
     the receiver that the C(stratum.storage.replication) role installs (C(stratum-receiver)); the data goes from
     host to host and never through the controller.
   - >-
-    It sends from the newest snapshot that both sides hold with the same identity (the ZFS guid), never a match by
-    name alone. A target volume that does not exist yet receives everything. A target volume that exists without
+    It sends from the newest snapshot that both sides hold with the same identity (the ZFS guid, the LV UUID, the
+    nfs snapshot UUID), never a match by name alone. A target volume that does not exist yet receives everything. A target volume that exists without
     such a common snapshot, or that changed since it (a newer snapshot, or data written since), is refused with
     one sentence and nothing on either side changes.
   - >-
@@ -28,8 +28,26 @@ description:
     that was cut resumes from the target's C(receive_resume_token) on the next run. After the transfer the
     source snapshot gets a hold named after the target (C(details.hold)), and the hold moves from the previous
     replicated snapshot, so the last common base cannot be destroyed until a newer one has arrived.
+  - >-
+    On O(backend=nfs) the qcow2 clusters that changed between the base and O(snapshot) (from the chain's allocation
+    maps) travel as a block stream into the target volume's active file (through qemu-nbd), in Cinder's layout;
+    then the snapshot is taken there with the source snapshot's UUID as its identity. While the data arrives the
+    volume and the snapshot list as V(inbound) (a mark in the volume's C(.stratum.json)); the target reads the
+    ranges back and compares their SHA-256 with the source's before the snapshot lists V(available). A cut
+    transfer resumes: the target sends the checksums of its clusters first and only the clusters it lacks are
+    sent again. The hold is a mark in the source's metadata; a held snapshot cannot be deleted.
+  - >-
+    On O(backend=lvm) the identity is the source LV's UUID, recorded on the replica as the tag
+    C(stratum_identity). From a thin snapshot with a common base, the ranges that C(thin_delta) reports (on a
+    reserved metadata snapshot of the pool) travel as a block stream into a thin snapshot of the previous replica
+    on the target, named and tagged as the new snapshot (V(inbound) until done), which then replaces the target
+    volume. A thick volume is updated in place by block checksums - the target sends the SHA-256 of each 64 KiB
+    cluster, and only the clusters that differ are sent - and then gets a COW snapshot; the previous replica's COW
+    area keeps the older point. A first replica creates the volume (thin when O(target.lvm.thin_pool) is set) and
+    writes everything but the zero clusters of a thin one. A cut transfer resumes by the same checksums. A written
+    target is found with C(thin_delta) between its newest snapshot and the volume (thin) or by the newest COW
+    snapshot's usage (thick). The hold is an LV tag; a held snapshot cannot be deleted.
   - The target backend must be of the same type as the source (O(backend)); another type is refused.
-  - Replication is available on O(backend=zfs); the other backends are refused with one sentence for now.
 options:
   volume:
     description: Name of the source volume.
@@ -208,7 +226,8 @@ replica:
       description:
         - The peer backend's details of the snapshot (as M(stratum.storage.snapshot_info) lists them), plus what
           this run did.
-        - C(bytes_sent) - bytes of the stream written to the connection by this run (0 when nothing was sent).
+        - C(bytes_sent) - bytes of the stream written to the connection by this run (0 when nothing was sent);
+          on O(backend=nfs) and O(backend=lvm) the data clusters plus 13 bytes a cluster.
         - C(base) - the common snapshot the changes were sent from; null for a full or resumed transfer.
         - C(resumed) - whether this run resumed a transfer that was cut.
         - C(hold) - the name of the hold that protects the source snapshot for this peer.

@@ -68,5 +68,5 @@ if [ "$failed" -ne 0 ]; then
   echo "testhost: a test on the test hosts failed (see the [testhost1] and [testhost2] lines above)" >&2
   exit 1
 fi
-timed "testhost1 -> testhost2: replication (ZFS)" ansible-playbook -i "$inventory" tests/testhost/replica.yml
+timed "testhost1 -> testhost2: replication (ZFS, nfs, LVM)" ansible-playbook -i "$inventory" tests/testhost/replica.yml
 timed "stop the hosts" "${harness[@]}" down

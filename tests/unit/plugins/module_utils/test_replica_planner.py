@@ -171,3 +171,83 @@ def test_the_target_names_exactly_one_backend():
     assert target_config({'lvm': {'vg': 'vg0', 'thin_pool': 'pool'}}, ['lvm', 'zfs'])[2] == 'vg0/pool'
     with pytest.raises(InvalidInputError, match='target needs exactly one backend dict .lvm, nfs, zfs.'):
         target_config({'zfs': {'parent': 'a'}, 'lvm': {'vg': 'b'}}, ['lvm', 'nfs', 'zfs'])
+
+
+def test_no_snapshot_is_taken_of_a_volume_that_is_receiving():
+    from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot
+    from ansible_collections.stratum.storage.plugins.module_utils._schema import Volume
+    receiving = Volume(name='v', backend='nfs', status='inbound', size=1 << 20)
+    with pytest.raises(StorageError, match='Volume v is receiving a replica .status inbound., so snapshot s cannot'):
+        plan_snapshot({'volume': 'v', 'name': 's', 'state': 'present'}, receiving, [], 'nfs')
+
+
+class Image:
+    """An in-memory destination of a block stream."""
+
+    def __init__(self, size, fill=0):
+        self.data = bytearray([fill]) * size
+
+    def read(self, offset, length):
+        return bytes(self.data[offset:offset + length])
+
+    def write(self, offset, data):
+        self.data[offset:offset + len(data)] = data
+
+    def write_zeroes(self, offset, length):
+        self.data[offset:offset + length] = bytes(length)
+
+
+def _stream(source, size, ranges, hashes=False, target=None):
+    """Run send_blocks into a buffer (answering the checksum request from ``target``) and return the bytes."""
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils._mover import CLUSTER, send_blocks
+    answer = io.BufferedReader(io.BytesIO(b''))
+    if hashes:
+        import hashlib
+        import struct
+        sums = [hashlib.sha256(target.read(at, CLUSTER)).digest() for at in range(0, size, CLUSTER)]
+        answer = io.BufferedReader(io.BytesIO(b'H' + struct.pack('>Q', len(sums)) + b''.join(sums)))
+    out = io.BytesIO()
+    send_blocks(source, size, ranges, out, answer, hashes)
+    return out.getvalue()
+
+
+def test_a_block_stream_carries_the_ranges_and_zeros_and_is_checked_on_arrival():
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils._mover import read_header, receive_blocks
+    size = 1 << 20
+    source = Image(size)
+    source.write(65536, b'\x07' * 70000)
+    target = Image(size, fill=0x55)
+    wire = io.BufferedReader(io.BytesIO(_stream(source, size, [(65536, 70000), (524288, 65536)])))
+    written, zeroed = receive_blocks(target, read_header(wire), wire, io.BytesIO())
+    assert (written, zeroed) == (2 * 65536, 65536)  # ranges travel as whole 64 KiB clusters
+    assert target.read(65536, 70000) == b'\x07' * 70000 and target.read(524288, 65536) == bytes(65536)
+    assert target.read(0, 65536) == b'\x55' * 65536  # outside the ranges: untouched
+
+
+def test_with_checksums_only_the_clusters_the_target_lacks_are_sent():
+    size = 1 << 20
+    source = Image(size, fill=1)
+    target = Image(size, fill=1)
+    target.write(3 * 65536, b'\x02' * 65536)
+    sent = _stream(source, size, None, hashes=True, target=target)
+    assert 65536 < len(sent) < 65536 + 200
+
+
+def test_a_record_out_of_bounds_or_a_wrong_digest_is_refused():
+    import io
+    import struct
+    from ansible_collections.stratum.storage.plugins.module_utils._mover import read_header, receive_blocks
+    header = b'{"size": 131072, "ranges": null, "hashes": false}\n'
+    hostile = header + struct.pack('>QIB', 131072, 65536, 0) + bytes(65536)
+    wire = io.BufferedReader(io.BytesIO(hostile))
+    with pytest.raises(StorageError, match='record out of bounds'):
+        receive_blocks(Image(131072), read_header(wire), wire, io.BytesIO())
+    lying = header + struct.pack('>QIB', (1 << 64) - 1, 0, 2) + b'\x00' * 32
+    wire = io.BufferedReader(io.BytesIO(lying))
+    with pytest.raises(StorageError, match='does not read back as the source sent it'):
+        receive_blocks(Image(131072), read_header(wire), wire, io.BytesIO())
+    for bad in (b'{"size": -1, "ranges": null}\n', b'{"size": 10, "ranges": [[8, 4]]}\n', b'not json\n'):
+        with pytest.raises(StorageError, match='does not start with a valid header'):
+            read_header(io.BufferedReader(io.BytesIO(bad)))

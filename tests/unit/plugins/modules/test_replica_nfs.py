@@ -1,0 +1,137 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Replication of nfs (qcow2) volumes between two local directories, with the real qemu-img and qemu-nbd.
+
+The peer is the receiver itself, started as the SSH forced command would start it
+(``SSH_ORIGINAL_COMMAND``), in a child process with its own configuration file;
+only the ``ssh`` hop is left out (the test hosts run it with ssh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils import _mover, _receiver, _replica
+from ansible_collections.stratum.storage.plugins.modules import replica, snapshot_info, volume, volume_info
+from ansible_collections.stratum.storage.tests.unit.helpers import (
+    image_digest, nfs_args, qemu_write, run_module, tree_state)
+from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import MiB
+
+ROOT = str(Path(_receiver.__file__).resolve().parents[5])
+
+
+@pytest.fixture
+def peer(tmp_path, monkeypatch):
+    """A target directory served by the receiver in a child process, as ``argv`` of the Peer."""
+    directory = tmp_path / 'replicas'
+    directory.mkdir()
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'nfs': [str(directory)]}))
+
+    def argv(self, words, stdin=True):
+        command = ' '.join(_replica.shlex.quote(str(w)) for w in words)
+        return ['env', 'SSH_ORIGINAL_COMMAND=%s' % command, 'PYTHONPATH=%s' % ROOT, sys.executable, '-c',
+                'import sys; from ansible_collections.stratum.storage.plugins.module_utils._receiver import main; '
+                'sys.exit(main(["--config", %r]))' % str(config)]
+    monkeypatch.setattr(_replica.Peer, 'argv', argv)
+    return str(directory)
+
+
+def run_replica(source, peer, snap, check=False, **extra):
+    target = extra.pop('target', None) or {'nfs': {'path': peer}}
+    args = nfs_args(source.directory, volume='v', snapshot=snap, target=dict(target, host='peer'), **extra)
+    return run_module(replica, args, check=check)
+
+
+def target_snapshots(peer):
+    return dict((s['name'], s) for s in run_module(snapshot_info, nfs_args(peer, volume='v'))['snapshots'])
+
+
+def content(directory, record, scratch):
+    return image_digest(os.path.join(directory, record['details']['image']), record['details']['image_format'],
+                        scratch)
+
+
+def test_full_then_incrementals_send_the_changes_and_match_the_source(source, peer, scratch):
+    source.create(size='4M')
+    source.write(0x11, 0, '1M')
+    source.snapshot('s1')
+    check = run_replica(source, peer, 's1', check=True)
+    assert check['changed'] and check['replica']['status'] == 'available' and os.listdir(peer) == []
+
+    full = run_replica(source, peer, 's1')
+    assert full['changed'] and not full.get('failed'), full
+    assert full['replica']['details']['base'] is None and not full['replica']['details']['resumed']
+    # the first send carries the data clusters; zero clusters travel as 13-byte records
+    assert MiB < full['replica']['details']['bytes_sent'] < MiB + 64 * 13 + 4096
+    listed = target_snapshots(peer)
+    mine = source.snapshots()['s1']
+    assert listed['s1']['status'] == 'available' and listed['s1']['details']['uuid'] == mine['details']['uuid']
+    assert content(peer, listed['s1'], scratch) == source.digest('s1')
+    assert run_replica(source, peer, 's1')['changed'] is False
+
+    source.write(0x22, '2M', '256k')
+    source.snapshot('s2')
+    incr = run_replica(source, peer, 's2')
+    assert incr['replica']['details']['base'] == 's1' and incr['replica']['parent'] == 's1'
+    assert 256 * 1024 <= incr['replica']['details']['bytes_sent'] <= 256 * 1024 * 1.1
+    listed = target_snapshots(peer)
+    assert content(peer, listed['s2'], scratch) == source.digest('s2')
+    assert content(peer, listed['s1'], scratch) == source.digest('s1')
+    # the target volume reads as the newest replica
+    assert image_digest(os.path.join(peer, 'volume-v.s2'), 'qcow2', scratch) == source.digest('s2')
+
+
+def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(source, peer, scratch):
+    source.create(size='4M')
+    for n in range(4):
+        source.write(0x30 + n, '%dk' % (n * 1024), '1M')
+    source.snapshot('s1')
+    real_write = _mover.Counted.write
+
+    def cut(self, data):
+        if self.count > 2 * MiB:
+            raise BrokenPipeError(32, 'Broken pipe')
+        real_write(self, data)
+    with mock.patch.object(_mover.Counted, 'write', cut):
+        failed = run_replica(source, peer, 's1')
+    assert failed['failed'] and failed['bytes_sent'] > 2 * MiB, failed
+    listed = target_snapshots(peer)
+    assert listed['s1']['status'] == 'inbound'
+    volumes = run_module(volume_info, nfs_args(peer, name='v'))
+    assert volumes['volumes'][0]['status'] == 'inbound'
+    clone = run_module(volume, nfs_args(peer, name='copy', source_volume='v', source_snapshot='s1'))
+    assert clone['failed'] and 'its status is inbound' in clone['msg']
+
+    resumed = run_replica(source, peer, 's1')
+    assert not resumed.get('failed'), resumed
+    assert resumed['changed'] and resumed['replica']['details']['resumed'], resumed
+    assert failed['bytes_sent'] + resumed['replica']['details']['bytes_sent'] <= 4 * MiB * 1.1
+    listed = target_snapshots(peer)
+    assert listed['s1']['status'] == 'available'
+    assert content(peer, listed['s1'], scratch) == source.digest('s1')
+
+
+def test_refusals_change_nothing(source, peer, scratch):
+    source.create(size='4M')
+    source.snapshot('s1')
+    assert run_replica(source, peer, 's1')['changed']
+    with open(os.path.join(peer, 'volume-v.info')) as handle:
+        active = json.load(handle)['active']
+    qemu_write(os.path.join(peer, active), 'qcow2', 0x55, 0)
+    source.snapshot('s2')
+    before = tree_state(peer)
+    changed = run_replica(source, peer, 's2')
+    assert changed['failed'] and 'changed since the common snapshot s1: 65536 bytes were written' in changed['msg']
+    other = run_replica(source, peer, 's2', target={'zfs': {'parent': 'tank/r'}})
+    assert other['failed'] and other['msg'] == ('The target is a zfs backend and the source a nfs backend; a '
+                                                'replica needs the same backend type on both ends.')
+    elsewhere = run_replica(source, peer, 's2', target={'nfs': {'path': '/etc'}})
+    assert elsewhere['failed'] and 'nfs /etc is not configured for receiving on this host' in elsewhere['msg']
+    assert tree_state(peer) == before
