@@ -118,6 +118,9 @@ class Scan:
 class LvmBackend(ListingBackend):
     name = 'lvm'
     deferred_delete = True  # a merging snapshot is consumed by LVM when the merge ends
+    #: set by the replication receiver: only the LVs of the configured thin pool (or, without one, only thick
+    #: LVs) are seen, so a place configured for receiving is a boundary within the volume group
+    confined = False
 
     def __init__(self, runner, config):
         super().__init__(runner, config)
@@ -263,9 +266,15 @@ class LvmBackend(ListingBackend):
         return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
                         created=_created(tags), parent=parent, details=details)
 
+    def _ours(self, listing):
+        for row, tags in listing.ours():
+            if not self.confined or (row.get('pool_lv') == self.thin_pool if self.thin_pool
+                                     else row.get('segtype') != 'thin'):
+                yield row, tags
+
     def records(self, listing, name=None):
         volumes, snapshots = [], {}
-        for row, tags in listing.ours():
+        for row, tags in self._ours(listing):
             if name is not None and tags['volume'] != name:
                 continue
             if 'snapshot' in tags:
@@ -274,7 +283,7 @@ class LvmBackend(ListingBackend):
             else:
                 volumes.append(self._volume_record(row, tags))
         chains = dict((volume, in_chain_order(found, self._snapshot_record)) for volume, found in snapshots.items())
-        for row, tags in listing.ours():
+        for row, tags in self._ours(listing):
             arriving = tags.get('inbound')
             if 'snapshot' in tags or not arriving or not is_valid_name(arriving) \
                     or (name is not None and tags['volume'] != name):
@@ -369,7 +378,7 @@ class LvmBackend(ListingBackend):
     def delete_volume(self, name):
         scan = self.listing(fresh=False)
         lv = volume_lv(name)
-        ours = [row['lv_name'] for row, tags in scan.ours() if tags['volume'] == name and 'snapshot' in tags]
+        ours = [row['lv_name'] for row, tags in self._ours(scan) if tags['volume'] == name and 'snapshot' in tags]
         foreign = sorted(row['lv_name'] for row in scan.rows
                          if row.get('origin') == lv and row['lv_name'] not in ours and _is_cow(row))
         if foreign:
@@ -498,7 +507,7 @@ class LvmBackend(ListingBackend):
         scan = self.listing()
         current, snapshots = self.read_volume(volume)
         inbound = None
-        for row, tags in scan.ours():
+        for row, tags in self._ours(scan):
             if tags['volume'] == volume and tags.get('inbound'):
                 inbound = {'snapshot': tags['inbound'], 'identity': tags.get('inbound_identity'),
                            'base': None if tags.get('inbound_base') in (None, '-') else tags['inbound_base']}
@@ -515,7 +524,7 @@ class LvmBackend(ListingBackend):
         return {'token': None, 'written': written, 'inbound': inbound}
 
     @contextmanager
-    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume):
+    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume, check):
         """Yield the LV that the block stream of ``snapshot`` goes to; take the snapshot when it is complete.
 
         A new volume is created and written, then snapshotted. On a thin pool an
@@ -523,8 +532,22 @@ class LvmBackend(ListingBackend):
         base), written with the changes, which then replaces the volume; a thick
         volume is written in place (its base's COW area keeps the previous
         point). The LV being written carries the ``stratum_inbound`` tags.
+        ``check(current, snapshots, state)`` runs first; the preparation and the
+        completion run under the volume's lock, the data is written outside it.
         """
-        current, snapshots = self.read_volume(volume)
+        with self.lock([volume]):
+            current, snapshots = self.read_volume(volume)
+            check(current, snapshots, self.replica_state(volume) if current is not None else {})
+            target, fresh = self._receive_target(volume, snapshot, identity, base_identity, size, resume,
+                                                 current, snapshots)
+        with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
+                         skip_zeros=fresh) as writer:
+            yield writer
+        with self.lock([volume]):
+            self._receive_done(volume, snapshot, identity, base_identity, target)
+
+    def _receive_target(self, volume, snapshot, identity, base_identity, size, resume, current, snapshots):
+        """Make (or find again) and mark the LV the stream goes to; return ``(its name, reads as zeros)``."""
         marks = dict(inbound=snapshot, inbound_identity=identity, inbound_base=base_identity or '-')
         working = snapshot_lv(volume, snapshot)
         arrived = [s for s in snapshots if s.status == 'available']
@@ -549,15 +572,18 @@ class LvmBackend(ListingBackend):
                 self.change(['lvchange'] + self._tags(**marks) + [self._lv(volume_lv(volume))],
                             error='Marking LV %s inbound failed' % self._lv(volume_lv(volume)))
             target, fresh = volume_lv(volume), False
-        path = '/dev/%s/%s' % (self.vg, target)
         row = self.listing().by_name[target]
         if not _flag(row.get('lv_active')):
             self.change(['lvchange', '-ay', '-K', self._lv(target)], error='Activating LV %s failed' % self._lv(target))
         if size > int(row['lv_size']):
             self.change(['lvextend', '--yes', '-L', '%db' % size, self._lv(target)],
                         error='Growing LV %s failed' % self._lv(target))
-        with BlockWriter(path, size, 'LV %s' % self._lv(target), skip_zeros=fresh) as writer:
-            yield writer
+        return target, fresh
+
+    def _receive_done(self, volume, snapshot, identity, base_identity, target):
+        """Turn the written LV into the replica snapshot (and the volume), and drop the marks."""
+        marks = dict(inbound=snapshot, inbound_identity=identity, inbound_base=base_identity or '-')
+        working = snapshot_lv(volume, snapshot)
         unmark = [a for key, value in sorted(marks.items()) for a in ('--deltag', '%s%s=%s' % (TAG, key, value))]
         if target == working:
             self.change(['lvchange'] + unmark + [self._lv(working)], error='Marking LV %s complete failed' % working)
@@ -579,7 +605,7 @@ class LvmBackend(ListingBackend):
     def abort_receive(self, volume):
         """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one."""
         scan = self.listing()
-        for row, tags in list(scan.ours()):
+        for row, tags in list(self._ours(scan)):
             if tags['volume'] != volume or not tags.get('inbound'):
                 continue
             arrived = [s for s in self.read_volume(volume)[1] if s.status == 'available']

@@ -212,6 +212,8 @@ def streamed(runner, argv, what):
 # The target then reads the ranges back and compares that digest before it answers.
 
 RECORD = struct.Struct('>QIB')
+#: ranges a header may list (a change set is merged into whole clusters first)
+MAX_RANGES = 1 << 20
 END = (1 << 64) - 1
 DATA, ZEROS, FINISH = 0, 1, 2
 
@@ -276,15 +278,17 @@ def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
 
 def read_header(wire_in):
     """The header line of a block stream: ``{"size", "ranges", "hashes", ...}``, checked."""
-    line = wire_in.readline(1 << 24)
+    line = wire_in.readline(1 << 25)
     try:
         header = json.loads(line.decode('ascii'))
         size, ranges = header['size'], header['ranges']
+        if ranges is not None and len(ranges) > MAX_RANGES:
+            raise ValueError('ranges')
         if not isinstance(size, int) or size <= 0 or not (ranges is None or all(
                 isinstance(r, list) and len(r) == 2 and all(isinstance(n, int) for n in r)
                 and 0 <= r[0] and 0 < r[1] and r[0] + r[1] <= size for r in ranges)):
             raise ValueError('bounds')
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise StorageError('The block stream does not start with a valid header.')
     return header
 
@@ -297,8 +301,11 @@ def receive_blocks(image, header, wire_in, wire_out):
     size, ranges = header['size'], header['ranges']
     spans = aligned([(0, size)] if ranges is None else [tuple(r) for r in ranges], size)
     if header.get('hashes'):
-        sums = [hashlib.sha256(image.read(at, length)).digest() for at, length in _clusters(spans)]
-        wire_out.write(b'H' + struct.pack('>Q', len(sums)) + b''.join(sums))
+        count = sum(-(-length // CLUSTER) for _offset, length in spans)
+        wire_out.write(b'H' + struct.pack('>Q', count))
+        for offset, length in _pieces(spans):  # one read a MiB, each cluster's digest as it is read
+            data = image.read(offset, length)
+            wire_out.write(b''.join(hashlib.sha256(data[at:at + CLUSTER]).digest() for at in range(0, length, CLUSTER)))
         wire_out.flush()
     written = zeroed = 0
     while True:

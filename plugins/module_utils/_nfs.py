@@ -947,34 +947,42 @@ class NfsBackend(Backend):
         return {'token': None, 'written': written, 'inbound': inbound}
 
     @contextmanager
-    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume):
+    def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume, check):
         """Yield the volume's active file (writable, through qemu-nbd) for the block stream of ``snapshot``.
 
-        Until the ``with`` body ends the volume and the snapshot list as ``inbound``
-        (a mark in our metadata); then the snapshot is taken with the source's
-        identity as its UUID and the mark goes.
+        Under the volume's lock ``check(current, snapshots, state)`` runs, the
+        volume is created if needed and marked; the data is written without the
+        lock (the mark keeps other changes away, and readers list the volume and
+        the snapshot as ``inbound`` meanwhile); then, under the lock again, the
+        snapshot is taken with the source's identity as its UUID and the mark goes.
         """
-        if not self._exists(volume):
-            self.create_volume(volume, size, 'qcow2')
-        meta = self._read_meta(volume)
-        meta['inbound'] = {'snapshot': snapshot, 'identity': identity, 'base': base_identity}
-        meta['status'] = 'inbound'
-        meta.setdefault('snapshots', {})[snapshot] = {'uuid': identity, 'status': 'inbound', 'created': created}
-        self._write_meta(volume, meta)
-        chain = self.load(volume)
-        if size > chain.active.virtual_size:
-            self.extend_volume(volume, size)
+        stack = ExitStack()
+        with self.lock([volume]):
+            current, snapshots = self.read_volume(volume)
+            check(current, snapshots, self.replica_state(volume) if current is not None else {})
+            if current is None:
+                self.create_volume(volume, size, 'qcow2')
+            meta = self._read_meta(volume)
+            meta['inbound'] = {'snapshot': snapshot, 'identity': identity, 'base': base_identity}
+            meta['status'] = 'inbound'
+            meta.setdefault('snapshots', {})[snapshot] = {'uuid': identity, 'status': 'inbound', 'created': created}
+            self._write_meta(volume, meta)
             chain = self.load(volume)
-        with pin(chain.files) as fds:
-            with NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
-                           what='volume %s' % volume) as image:
-                yield image
-        self.create_snapshot(volume, snapshot)
-        meta = self._read_meta(volume)
-        meta.pop('inbound', None)
-        meta.pop('status', None)
-        meta['snapshots'][snapshot]['created'] = created
-        self._write_meta(volume, meta)
+            if size > chain.active.virtual_size:
+                self.extend_volume(volume, size)
+                chain = self.load(volume)
+            fds = stack.enter_context(pin(chain.files))
+        with stack, NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
+                              what='volume %s' % volume) as image:
+            yield image
+        with self.lock([volume]):
+            self.create_snapshot(volume, snapshot)
+            meta = self._read_meta(volume)
+            meta.pop('inbound', None)
+            meta.pop('status', None)
+            if created is not None:
+                meta['snapshots'][snapshot]['created'] = created
+            self._write_meta(volume, meta)
 
     @_sentences
     def abort_receive(self, volume):
@@ -982,7 +990,9 @@ class NfsBackend(Backend):
         if not self._exists(volume):
             return
         chain = self.load(volume)
-        inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else {}
+        inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else None
+        if inbound is None:
+            return  # nothing arrives: the volume is left as it is
         if len(chain.files) == 1 and chain.meta.get('status') == 'inbound':
             self.delete_volume(volume)
             return

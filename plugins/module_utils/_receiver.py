@@ -73,6 +73,7 @@ def serve(words, config, stream, runner, answer=None):
     if location not in (config.get(kind) or []):
         raise Refused('%s %s is not configured for receiving on this host.' % (kind, location))
     backend = BACKENDS[kind].backend(runner, config_of(kind, location))
+    backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
     backend.connect(apply=False)
     where = '%s %s' % (kind, location)
     if verb == 'info':
@@ -80,34 +81,42 @@ def serve(words, config, stream, runner, answer=None):
         state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
         return dict(state, volume=current.to_dict() if current is not None else None,
                     snapshots=_listed(backend, snapshots))
+    if verb == 'receive':
+        return _receive(backend, volume, words, stream, answer, where)
     with backend.lock([volume]):
         if verb == 'abort':
             backend.abort_receive(volume)
             return {'aborted': volume}
         current, snapshots = backend.read_volume(volume)
         name = words[4]
-        if verb == 'delete':
-            existing = next((s for s in snapshots if s.name == name), None)
-            if existing is None:
-                return {'deleted': None}
-            if words[5] != '-' and backend.snapshot_identity(existing) != words[5]:
-                raise Refused('Snapshot %s of volume %s in %s is not the replica named (identity %s); it is left '
-                              'alone.' % (name, volume, where, backend.snapshot_identity(existing)))
-            actions, _left = plan_snapshot({'volume': volume, 'name': name, 'state': 'absent'}, current, snapshots,
-                                           backend.name, backend.deferred_delete,
-                                           leftover=backend.predict_deleted_snapshot(existing))
-            for action in actions:
-                action.apply(backend)
-            return {'deleted': name}
-        identity, base, mode = words[5], words[6], words[7]
-        if mode not in ('new', 'resume'):
-            raise Refused('Receive mode %r is neither new nor resume.' % mode)
-        state = backend.replica_state(volume) if current is not None else {}
+        existing = next((s for s in snapshots if s.name == name), None)
+        if existing is None:
+            return {'deleted': None}
+        if words[5] != '-' and backend.snapshot_identity(existing) != words[5]:
+            raise Refused('Snapshot %s of volume %s in %s is not the replica named (identity %s); it is left '
+                          'alone.' % (name, volume, where, backend.snapshot_identity(existing)))
+        actions, _left = plan_snapshot({'volume': volume, 'name': name, 'state': 'absent'}, current, snapshots,
+                                       backend.name, backend.deferred_delete,
+                                       leftover=backend.predict_deleted_snapshot(existing))
+        for action in actions:
+            action.apply(backend)
+        return {'deleted': name}
+
+
+def _receive(backend, volume, words, stream, answer, where):
+    """Receive snapshot ``words[4]``: checked under the volume's lock, the data written outside it."""
+    name, identity, base, mode = words[4:8]
+    if mode not in ('new', 'resume'):
+        raise Refused('Receive mode %r is neither new nor resume.' % mode)
+    base = None if base == '-' else base
+
+    def check(current, snapshots, state):
+        """Raise unless the target may take this transfer now (called under the volume's lock)."""
         cut = state.get('token') or state.get('inbound')
         if mode == 'resume':
             if not cut:
                 raise StorageError('Volume %s in %s has no cut transfer to resume.' % (volume, where))
-        elif base == '-':
+        elif base is None:
             if current is not None:
                 raise StorageError('Volume %s exists in %s already; a first replica only creates a volume, so it is '
                                    'refused.' % (volume, where))
@@ -117,24 +126,31 @@ def serve(words, config, stream, runner, answer=None):
                                    % (volume, where))
             if cut:
                 raise StorageError('Volume %s in %s has a cut transfer; resume or abort it first.' % (volume, where))
-            check_target(volume, _listed(backend, snapshots), state['written'], base, where)
-        base = None if base == '-' else base
-        if hasattr(backend, 'receive'):  # the backend's own stream (zfs send)
+            check_target(volume, _listed(backend, snapshots), state.get('written'), base, where)
+
+    if hasattr(backend, 'receive'):  # the backend's own stream (zfs send), under the lock throughout
+        with backend.lock([volume]):
+            current, snapshots = backend.read_volume(volume)
+            check(current, snapshots, backend.replica_state(volume) if current is not None else {})
             record = backend.receive(volume, name, identity, base, mode == 'resume', stream)
-            return {'snapshot': _listed(backend, [record])[0]}
-        header = read_header(stream)
-        with backend.receive_into(volume, name, identity, base, header['size'], header.get('created'),
-                                  mode == 'resume') as image:
-            written, zeroed = receive_blocks(image, header, stream, answer)
-        record = next(s for s in backend.read_volume(volume)[1] if s.name == name)
-        return {'snapshot': _listed(backend, [record])[0], 'bytes_written': written, 'bytes_zeroed': zeroed}
+        return {'snapshot': _listed(backend, [record])[0]}
+    header = read_header(stream)
+    created = header.get('created')
+    if created is not None and not isinstance(created, str):
+        raise Refused('The block stream header has a creation time that is not text.')
+    with backend.receive_into(volume, name, identity, base, header['size'], created, mode == 'resume',
+                              check) as image:
+        written, zeroed = receive_blocks(image, header, stream, answer)
+    record = next(s for s in backend.read_volume(volume)[1] if s.name == name)
+    return {'snapshot': _listed(backend, [record])[0], 'bytes_written': written, 'bytes_zeroed': zeroed}
 
 
 def _log(priority, text):
+    """Log one line; control characters and anything not ASCII are escaped, so no request forges a line."""
     try:
         syslog.openlog(IDENT, 0, syslog.LOG_AUTH)
-        syslog.syslog(priority, text)
-    except OSError:
+        syslog.syslog(priority, text.encode('unicode_escape', 'backslashreplace').decode('ascii'))
+    except (OSError, UnicodeError):
         pass
 
 
@@ -164,6 +180,9 @@ def main(argv=None):
     except OSError as exc:
         answer, code = {'error': 'The receiver failed: %s.' % (exc.strerror or exc)}, 1
         _log(syslog.LOG_ERR, 'failed %s from %s: %s' % ((command or '')[:300], client, answer['error']))
+    except Exception as exc:  # pylint: disable=broad-except  # the answer is always one JSON line
+        answer, code = {'error': 'The receiver failed on this request (%s).' % type(exc).__name__}, 1
+        _log(syslog.LOG_ERR, 'failed %s from %s: %r' % ((command or '')[:300], client, exc))
     sys.stdout.write(json.dumps(answer) + '\n')
     sys.stdout.flush()
     return code

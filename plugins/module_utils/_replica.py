@@ -343,10 +343,8 @@ def ensure_replica(module, backend, runner, backend_names):
             if plan.mode != 'none':
                 words = ['receive', kind, location, target_volume, name, backend.snapshot_identity(snapshot)]
                 if hasattr(backend, 'replica_stream'):
-                    with backend.replica_stream(volume, name, plan.base, params['intermediate'],
-                                                info.get('token') if plan.mode == 'resume' else None) as stream:
-                        answer, extra['bytes_sent'] = peer.push(
-                            words + [plan.base_identity or '-', 'resume' if plan.mode == 'resume' else 'new'], stream)
+                    answer, extra['bytes_sent'] = send_stream_replica(backend, peer, words, chain, snapshot, plan,
+                                                                      info, params['intermediate'])
                 else:
                     answer, extra['bytes_sent'], extra['base'] = send_block_replica(
                         backend, peer, words, chain, snapshot, plan, info)
@@ -400,3 +398,28 @@ def send_block_replica(backend, peer, words, chain, snapshot, plan, info):
         answer = peer._answer(rc, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'), words,
                               wire.count)
     return answer, wire.count, base.name if base is not None and ranges is not None else None
+
+
+def send_stream_replica(backend, peer, words, chain, snapshot, plan, info, intermediates):
+    """Send ``snapshot`` as the backend's own stream (``zfs send``), one stream a snapshot.
+
+    With ``intermediates`` each snapshot between the base and ``snapshot`` goes
+    first, each from the one before. Returns ``(the last answer, bytes sent)``.
+    """
+    steps = [(plan.base, snapshot)]
+    if intermediates and plan.mode == 'incremental':
+        names = [s.name for s in chain]
+        between = [s for s in chain[names.index(plan.base) + 1:names.index(snapshot.name) + 1]
+                   if s.status == 'available']
+        steps = list(zip([plan.base] + [s.name for s in between[:-1]], between))
+    sent, answer = 0, None
+    for base, step in steps:
+        base_record = next((s for s in chain if s.name == base), None) if base else None
+        request = words[:4] + [step.name, backend.snapshot_identity(step),
+                               backend.snapshot_identity(base_record) if base_record else '-',
+                               'resume' if plan.mode == 'resume' else 'new']
+        token = info.get('token') if plan.mode == 'resume' else None
+        with backend.replica_stream(snapshot.volume, step.name, base, token) as stream:
+            answer, count = peer.push(request, stream)
+        sent += count
+    return answer, sent

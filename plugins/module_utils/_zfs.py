@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import time
 from contextlib import contextmanager
@@ -54,6 +55,12 @@ DEFAULT_VOLBLOCKSIZE = 16384
 DATASET_MAX = 255
 DATASET_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*')
 PROPERTY_RE = re.compile(r'[a-z][a-z0-9_.:-]*')
+#: bytes relayed into zfs receive at a time
+RELAY_CHUNK = 1 << 20
+#: the BEGIN record of a send stream (dmu_replay_record_t: type, payload length, drr_begin)
+BEGIN = struct.Struct('<II QQQ II QQ 256s')
+STREAM_MAGIC = 0x2F5BACBAC
+SUBSTREAM, ZVOL_TYPE, CLONE_FLAG = 1, 3, 1
 RESUME_FIELD_RE = re.compile(r'^\s*(toname|toguid) = (\S+)\s*$', re.M)
 
 
@@ -414,12 +421,15 @@ class ZfsBackend(ListingBackend):
     # -- replication ---------------------------------------------------------------------
 
     @contextmanager
-    def replica_stream(self, volume, snapshot, base=None, intermediates=False, token=None):
-        """Yield the ``zfs send`` stream of ``snapshot`` (from ``base``, or resumed from ``token``)."""
+    def replica_stream(self, volume, snapshot, base=None, token=None):
+        """Yield the ``zfs send`` stream of ``snapshot`` (from ``base``, or resumed from ``token``).
+
+        One snapshot a stream: the receiver accepts plain streams only (``-I`` makes a package).
+        """
         if token:
             argv = ['zfs', 'send', '-t', token]
         else:
-            argv = ['zfs', 'send'] + ([('-I' if intermediates else '-i'), self._dataset(volume, base)] if base else [])
+            argv = ['zfs', 'send'] + (['-i', self._dataset(volume, base)] if base else [])
             argv.append(self._dataset(volume, snapshot))
         with streamed(self.runner, argv, 'Sending snapshot %s' % self._dataset(volume, snapshot)) as stream:
             yield stream
@@ -479,8 +489,25 @@ class ZfsBackend(ListingBackend):
         else:
             self._zfs(['set', '%s=%s%s' % (STATUS_PROPERTY, RECEIVING_PREFIX, snapshot), dataset],
                       error='Marking zvol %s as receiving failed' % dataset)
-        process = self.runner.spawn(argv + [dataset], stdin=stream, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _out, err = process.communicate()
+        begin = check_stream_begin(stream, identity, base_identity, resume)
+        process = self.runner.spawn(argv + [dataset], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+        try:
+            process.stdin.write(begin)
+            while True:
+                chunk = stream.read1(RELAY_CHUNK) if hasattr(stream, 'read1') else stream.read(RELAY_CHUNK)
+                if not chunk:
+                    break
+                process.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # zfs receive stopped: its exit code and message say why
+        finally:
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+        err = process.stderr.read()
+        process.wait()
         self.forget()
         if process.returncode != 0:
             if base_identity is not None and not resume and not self.replica_state(volume)['token']:
@@ -530,3 +557,47 @@ def parse_list(text, columns):
                                % (len(fields), width, line[:200]))
         rows.append(dict(zip(columns, fields)))
     return rows
+
+
+def check_stream_begin(stream, identity, base_identity, resume):
+    """Read and check the BEGIN record of a ``zfs send`` stream; return its bytes (with its payload).
+
+    Only a single zvol snapshot is received: a plain substream (not a package of
+    several datasets or properties), of a zvol, not flagged as a clone (whose
+    origin ZFS would look up in the whole pool), from snapshot ``identity``
+    (guid) and from ``base_identity`` (or full). A payload (the resume state) is
+    accepted only when resuming.
+    """
+    head = stream.read(BEGIN.size)
+    if head is None or len(head) != BEGIN.size:
+        raise StorageError('The ZFS stream ended before its first record.')
+    fields = BEGIN.unpack(head)
+    if fields[2] != STREAM_MAGIC:
+        swapped = struct.Struct('>II QQQ II QQ 256s').unpack(head)
+        if swapped[2] != STREAM_MAGIC:
+            raise StorageError('The data is not a ZFS send stream; refused.')
+        fields = swapped
+    kind, payload, _magic, version, _created, objset, flags, toguid, fromguid, _name = fields
+    problems = []
+    if kind != 0:
+        problems.append('it does not start with a BEGIN record')
+    if version & 3 != SUBSTREAM:
+        problems.append('it is a package of several streams (send -R, -I or -p)')
+    if objset != ZVOL_TYPE:
+        problems.append('it is not a zvol')
+    if flags & CLONE_FLAG:
+        problems.append('it is a clone stream')
+    if str(toguid) != str(identity):
+        problems.append('it carries snapshot guid %d, not %s' % (toguid, identity))
+    if str(fromguid) != str(base_identity or 0) and not (resume and fromguid):
+        problems.append('it starts from guid %d, not %s' % (fromguid, base_identity or 'nothing'))
+    if payload and not resume:
+        problems.append('it carries a payload')
+    if payload > 1 << 20:
+        problems.append('its payload is %d bytes' % payload)
+    if problems:
+        raise StorageError('The ZFS stream is refused: %s.' % '; '.join(problems))
+    extra = stream.read(payload) if payload else b''
+    if len(extra) != payload:
+        raise StorageError('The ZFS stream ended inside its first record.')
+    return head + extra

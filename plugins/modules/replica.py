@@ -21,7 +21,10 @@ description:
     such a common snapshot, or that changed since it (a newer snapshot, or data written since), is refused with
     one sentence and nothing on either side changes.
   - >-
-    On O(backend=zfs) the stream is C(zfs send) (C(-i), or C(-I) with O(intermediate)) into C(zfs receive -s -u).
+    On O(backend=zfs) the stream is C(zfs send) (C(-i) from the base; with O(intermediate) one C(-i) stream for
+    each snapshot in between) into C(zfs receive -s -u). The receiver reads the stream's first record and accepts
+    only a plain stream of one zvol snapshot with the announced guid, from the announced base, that is not a
+    clone; anything else (a package made by C(-R), C(-I) or C(-p), a file system) is refused before ZFS sees it.
     While it arrives the snapshot lists as V(inbound) on the target (C(stratum:status=receiving:<snapshot>) on the
     target zvol, or C(inbound:<snapshot>) on a zvol the replica creates, which lists as V(inbound) too) and cannot
     be cloned; it lists V(available) only after ZFS has received all of it and its guid is checked. A transfer
@@ -117,7 +120,7 @@ options:
             type: path
             required: true
   intermediate:
-    description: Send the snapshots between the common base and O(snapshot) as well (C(zfs send -I)).
+    description: Send the snapshots between the common base and O(snapshot) as well, each as its own stream.
     type: bool
     default: false
   state:

@@ -251,3 +251,37 @@ def test_a_record_out_of_bounds_or_a_wrong_digest_is_refused():
     for bad in (b'{"size": -1, "ranges": null}\n', b'{"size": 10, "ranges": [[8, 4]]}\n', b'not json\n'):
         with pytest.raises(StorageError, match='does not start with a valid header'):
             read_header(io.BufferedReader(io.BytesIO(bad)))
+
+
+def _begin(version=1, objset=3, flags=0xc, toguid=42, fromguid=0, payload=b'', order='<'):
+    import struct
+    head = struct.pack(order + 'II QQQ II QQ 256s', 0, len(payload), 0x2F5BACBAC, version, 0, objset, flags,
+                       toguid, fromguid, b'pool/v@s')
+    return head + payload
+
+
+@pytest.mark.parametrize('record, message', [
+    (_begin(version=2), 'it is a package of several streams'),
+    (_begin(objset=2), 'it is not a zvol'),
+    (_begin(flags=0xd), 'it is a clone stream'),
+    (_begin(toguid=43), 'it carries snapshot guid 43, not 42'),
+    (_begin(fromguid=7), 'it starts from guid 7, not nothing'),
+    (_begin(payload=b'x' * 16), 'it carries a payload'),
+    (b'\0' * 312, 'The data is not a ZFS send stream'),
+    (b'\0' * 20, 'ended before its first record'),
+])
+def test_the_zfs_receiver_accepts_only_a_plain_stream_of_the_announced_zvol_snapshot(record, message):
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils._zfs import check_stream_begin
+    with pytest.raises(StorageError, match=message):
+        check_stream_begin(io.BytesIO(record + b'rest'), '42', None, False)
+
+
+def test_a_plain_zvol_stream_passes_in_either_byte_order():
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils._zfs import check_stream_begin
+    for order in '<>':
+        stream = io.BytesIO(_begin(toguid=42, fromguid=9, order=order) + b'rest')
+        assert len(check_stream_begin(stream, '42', '9', False)) == 312 and stream.read() == b'rest'
+    resumed = io.BytesIO(_begin(toguid=42, fromguid=9, payload=b'resume-state') + b'rest')
+    assert check_stream_begin(resumed, '42', None, True).endswith(b'resume-state')
