@@ -21,7 +21,7 @@ import sys
 
 def lv_id(rng):
     chars = string.ascii_letters + string.digits
-    return '-'.join(''.join(rng.choice(chars) for _ in range(n)) for n in (6, 4, 4, 4, 4, 4, 6))
+    return '-'.join(''.join(rng.choice(chars) for _i in range(n)) for n in (6, 4, 4, 4, 4, 4, 6))
 
 
 def block(rng, name, tags, pool, transaction, device, origin):

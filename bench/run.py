@@ -177,6 +177,9 @@ def raw(name: str, command: str) -> dict:
 OURS_LVM_THIN = {'backend': 'lvm', 'lvm': {'vg': VG, 'thin_pool': POOL}}
 OURS_LVM_THICK = {'backend': 'lvm', 'lvm': {'vg': VG}}
 OURS_ZFS = {'backend': 'zfs', 'zfs': {'parent': ZPARENT}}
+P1_OBJECTS = [dict(OURS_LVM_THICK, name='p1thick'), dict(OURS_LVM_THIN, name='p1thin'), dict(OURS_ZFS, name='p1zvol')]
+P1_BACKEND = {'backend': '{{ item.backend }}', 'lvm': '{{ item.lvm | default(omit) }}',
+              'zfs': '{{ item.zfs | default(omit) }}'}
 
 
 def setup_plays(host: Host) -> list:
@@ -187,18 +190,10 @@ def setup_plays(host: Host) -> list:
             'lvcreate -q --yes -L 1200m --poolmetadatasize 64m -T %s/%s && zpool create -f %s %s && '
             'zfs create %s && zfs create %s' % (vdb, VG, vdb, VG, POOL, ZPOOL, vdc, ZPARENT, ZP2)),
         raw('install the counting wrappers', wrapper_script()),
-        dict(task('P1 volumes', 'setup', 'stratum.storage.volume', {'name': '{{ item.name }}', 'size': P1_SIZE,
-                                                                     'backend': '{{ item.backend }}',
-                                                                     'lvm': '{{ item.lvm | default(omit) }}',
-                                                                     'zfs': '{{ item.zfs | default(omit) }}'}),
-             loop=[dict(OURS_LVM_THICK, name='p1thick'), dict(OURS_LVM_THIN, name='p1thin'),
-                   dict(OURS_ZFS, name='p1zvol')]),
-        dict(task('P1 snapshots', 'setup', 'stratum.storage.snapshot', {'volume': '{{ item.name }}', 'name': 's1',
-                                                                         'backend': '{{ item.backend }}',
-                                                                         'lvm': '{{ item.lvm | default(omit) }}',
-                                                                         'zfs': '{{ item.zfs | default(omit) }}'}),
-             loop=[dict(OURS_LVM_THICK, name='p1thick'), dict(OURS_LVM_THIN, name='p1thin'),
-                   dict(OURS_ZFS, name='p1zvol')]),
+        task('P1 volumes', 'setup', 'stratum.storage.volume', dict(P1_BACKEND, name='{{ item.name }}', size=P1_SIZE),
+             loop=P1_OBJECTS),
+        task('P1 snapshots', 'setup', 'stratum.storage.snapshot', dict(P1_BACKEND, volume='{{ item.name }}', name='s1'),
+             loop=P1_OBJECTS),
     ])]
 
 
@@ -447,8 +442,8 @@ def run(args) -> dict:
                     entry['seconds'] += t['seconds']
                     entry['items'] += [i['seconds'] for i in t['items']]
                     entry.setdefault('steps', {})[step] = t['seconds']
-                    entry.setdefault('commands', {})[step] = count(commands, 'P3/%s/%s/%s' % (backend, contender,
-                                                                                             step))
+                    tag = 'P3/%s/%s/%s' % (backend, contender, step)
+                    entry.setdefault('commands', {})[step] = count(commands, tag)
                 else:
                     p4.setdefault(backend, {})[step] = {'seconds': t['seconds'], 'volumes': size,
                                                         'changed': sum(1 for i in t['items'] if i['changed']),
@@ -503,8 +498,8 @@ def run(args) -> dict:
         results['rows'].append({
             'case': 'P2', 'what': 'snapshot_info over %s (%s snapshots listed)' % (label, '/'.join(map(str, records))),
             'ours': ours_s, 'reference': 'command: %s' % ' '.join(p2_ref_argv(label)), 'ref': ref_s, 'ratio': ratio,
-            'target': '<= 1.3x', 'ours_commands': dict(oc, commands=oc['commands'] / args.p2_rounds,
-                                                        reads=oc['reads'] / args.p2_rounds),
+            'target': '<= 1.3x',
+            'ours_commands': dict(oc, commands=oc['commands'] / args.p2_rounds, reads=oc['reads'] / args.p2_rounds),
             'stdout_bytes': ref_t[0]['summary'].get('stdout_bytes'),
             'met': ratio <= TARGETS['P2'] and records == {expected}})
     results['seconds'] = time.monotonic() - started
@@ -512,13 +507,14 @@ def run(args) -> dict:
 
 
 def p2_ref_argv(label: str) -> list[str]:
-    return ['lvs', '--reportformat', 'json', VG] if 'LV' in label else ['zfs', 'list', '-H', '-p', '-t', 'snapshot',
-                                                                         '-r', ZP2]
+    if 'LV' in label:
+        return ['lvs', '--reportformat', 'json', VG]
+    return ['zfs', 'list', '-H', '-p', '-t', 'snapshot', '-r', ZP2]
 
 
 def table(results: dict) -> str:
-    lines = ['%-4s %-52s %-28s %-34s %-28s %6s  %-22s %s' % ('case', 'what', 'ours', 'reference', 'reference figure',
-                                                           'ratio', 'target', 'met')]
+    row_format = '%-4s %-52s %-28s %-34s %-28s %6s  %-22s %s'
+    lines = [row_format % ('case', 'what', 'ours', 'reference', 'reference figure', 'ratio', 'target', 'met')]
     for row in results['rows']:
         if row['case'] in ('P1', 'P2'):
             ours, ref = fmt_spread(row['ours']), fmt_spread(row['ref'])
@@ -528,9 +524,8 @@ def table(results: dict) -> str:
         else:
             ours, ref = '%s s' % fmt(row['ours']['seconds']), '%s s' % fmt(row['ref']['seconds'])
         met = {True: 'yes', False: 'NO', None: '-'}[row['met']]
-        lines.append('%-4s %-52s %-28s %-34s %-28s %5.2fx  %-22s %s' % (row['case'], row['what'][:52], ours,
-                                                                       row['reference'][:34], ref, row['ratio'],
-                                                                       row['target'], met))
+        lines.append(row_format % (row['case'], row['what'][:52], ours, row['reference'][:34], ref,
+                                   '%5.2fx' % row['ratio'], row['target'], met))
     lines += ['', 'Backend commands per run (wrappers ahead in PATH on the guest; %.1f ms each):'
               % results.get('wrapper_overhead_ms', 0)]
     for row in results['rows']:
@@ -543,8 +538,8 @@ def table(results: dict) -> str:
                 extra += ' - the reference FAILED: %s' % msg
             for name in row.get('changed', []):
                 extra += ' - CHANGED: %s' % name
-            lines.append('  %s %-44s ours: %s %s%s' % (row['case'], row['what'][:44], fmt_commands(row['ours_commands']),
-                                                      ', '.join(row['ours_commands']['argv']), extra))
+            ours = '%s %s' % (fmt_commands(row['ours_commands']), ', '.join(row['ours_commands']['argv']))
+            lines.append('  %s %-44s ours: %s%s' % (row['case'], row['what'][:44], ours, extra))
         elif row['case'] == 'P3' and row['target'] != '-':
             for key in ('ours', 'ref'):
                 c = row[key]['commands_per_volume']
