@@ -27,7 +27,7 @@ import time
 from ansible.plugins.callback import CallbackBase
 
 
-def _summary(result: dict) -> dict:
+def _summary(result: dict, failed: bool = False) -> dict:
     """What the benchmark checks about a result: the number of records or the size of the output."""
     found = {}
     for key in ('snapshots', 'volumes'):
@@ -35,7 +35,7 @@ def _summary(result: dict) -> dict:
             found['records'] = len(result[key])
     if isinstance(result.get('stdout'), str):
         found['stdout_bytes'] = len(result['stdout'])
-    if result.get('msg') and (result.get('failed') or result.get('skipped')):
+    if result.get('msg') and (failed or result.get('failed') or result.get('skipped')):
         found['msg'] = str(result['msg'])[:300]
     return found
 
@@ -70,7 +70,7 @@ class CallbackModule(CallbackBase):
             return
         now = time.time()
         self._task['items'].append({'seconds': now - self._last, 'changed': bool(result._result.get('changed')),
-                                    'failed': failed, 'summary': _summary(result._result)})
+                                    'failed': failed, 'summary': _summary(result._result, failed)})
         self._last = now
 
     def v2_runner_item_on_ok(self, result) -> None:
@@ -85,7 +85,7 @@ class CallbackModule(CallbackBase):
         self._task['seconds'] = time.time() - self._task['start']
         self._task['changed'] = bool(result._result.get('changed'))
         self._task['failed'] = failed
-        self._task['summary'] = _summary(result._result)
+        self._task['summary'] = _summary(result._result, failed)
 
     def v2_runner_on_ok(self, result) -> None:
         self._done(result, False)
