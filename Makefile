@@ -13,7 +13,7 @@ COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast harness test-hosts testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
+.PHONY: demo test test-fast harness test-hosts bench-hosts testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
@@ -46,6 +46,24 @@ testhost-record: venv-test install
 
 test-hosts: venv-test install
 	BIN=$(BIN) COLLECTIONS=$(BUILD)/collections tests/testhost/stage.sh
+
+# Benchmarks on one test host against community.general and the bare CLI (bench/run.py,
+# docs/testhosts.md); not part of `make test`. BENCH_SIZES: volumes per P3 play;
+# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task.
+BENCH_VENV ?= $(CURDIR)/.venv-bench
+BENCH_SIZES ?= 2,4,8
+BENCH_ROUNDS ?= 5
+BENCH_P2_ROUNDS ?= 3
+
+$(BENCH_VENV)/bin/.bench: requirements/bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r requirements/bench.txt
+	touch $@
+
+bench-hosts: system-deps install $(BENCH_VENV)/bin/.bench
+	$(BENCH_VENV)/bin/python bench/run.py --collections $(BUILD)/collections --out $(BUILD)/bench-hosts.json \
+	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS)
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/ensure-system-packages
@@ -149,4 +167,4 @@ runner: venv-test install system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/runner
 
 clean:
-	rm -rf $(BUILD) $(VENV) $(TESTROOT)
+	rm -rf $(BUILD) $(VENV) $(BENCH_VENV) $(TESTROOT)

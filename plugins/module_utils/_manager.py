@@ -7,7 +7,8 @@ real run takes the lock, reads and plans again under it, applies the actions in
 order and returns the record read afterwards. Because the plan is computed
 before anything is applied, check mode reports exactly what a real run would
 do, and a run whose plan is empty issues read commands only. The calls it
-makes on a backend, and their order, are listed on ``Backend``.
+makes on a backend, and their order, are listed on ``Backend``. The backup
+repository's code is imported only by the handlers that use it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._names import vali
 from ansible_collections.stratum.storage.plugins.module_utils._planner import (
     NO_SETTINGS, plan_backup, plan_snapshot, plan_volume)
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
-from ansible_collections.stratum.storage.plugins.module_utils._replica import ensure_replica
-from ansible_collections.stratum.storage.plugins.module_utils._repository import (
-    BackupImage, Repository, base_snapshot, check_source, source_of)
 from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandRunner
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
@@ -83,6 +81,7 @@ def ensure_volume(module, backend):
         validate_name(params['source_snapshot'], 'source snapshot')
     repository = None
     if restore:
+        from ansible_collections.stratum.storage.plugins.module_utils._repository import BackupImage, Repository
         validate_name(params['source_backup'], 'source backup')
         repository = Repository(CommandRunner(module), params['repository'])
     elif params.get('repository') is not None:
@@ -165,6 +164,8 @@ def ensure_backup(module, backend):
         validate_name(params['snapshot'], 'snapshot')
     desired['name'] = validate_name(params['name'] if params['name'] is not None else params['snapshot'], 'backup')
     backend.validate_volume_name(volume)
+    from ansible_collections.stratum.storage.plugins.module_utils._repository import (
+        Repository, base_snapshot, check_source, source_of)
     repository = Repository(CommandRunner(module), params['repository'])
     repository.store.validate_snapshot_name(desired['name'], volume)
     connected = backend.connect(apply=not module.check_mode) + repository.connect(apply=not module.check_mode)
@@ -205,6 +206,7 @@ def backup_info(module, backend):
     volume = module.params.get('volume')
     if volume is not None:
         validate_name(volume, 'volume')
+    from ansible_collections.stratum.storage.plugins.module_utils._repository import Repository
     repository = Repository(CommandRunner(module), module.params['repository'])
     repository.connect(apply=False)
     return {'changed': False, 'backups': [b.to_dict() for b in repository.list(volume)]}
@@ -226,6 +228,11 @@ def snapshot_info(module, backend):
     return {'changed': False, 'snapshots': [s.to_dict() for s in backend.list_snapshots(volume)]}
 
 
+def replica(module, backend):
+    from ansible_collections.stratum.storage.plugins.module_utils._replica import ensure_replica
+    return ensure_replica(module, backend, CommandRunner(module), BACKENDS)
+
+
 HANDLERS = {
     'volume': ensure_volume,
     'snapshot': ensure_snapshot,
@@ -233,7 +240,7 @@ HANDLERS = {
     'snapshot_info': snapshot_info,
     'backup': ensure_backup,
     'backup_info': backup_info,
-    'replica': lambda module, backend: ensure_replica(module, backend, CommandRunner(module), BACKENDS),
+    'replica': replica,
 }
 
 

@@ -193,7 +193,7 @@ def run_case(module, args, check, volumes, snapshots):
         backends.append(RecordingBackend(runner, config, volumes, snapshots))
         return backends[-1]
 
-    with mock.patch.dict(_manager.BACKENDS, {'nfs': Registered(factory, BACKENDS['nfs'].option)}):
+    with mock.patch.dict(_manager.BACKENDS, {'nfs': Registered(lambda: factory, BACKENDS['nfs'].option)}):
         result = run_module(module, dict(args, backend='nfs', nfs={'path': '/nonexistent'}), check=check)
     assert not result['failed'], result
     assert len(backends) == 1
