@@ -505,7 +505,8 @@ class LvmBackend(ListingBackend):
     def replica_state(self, volume):
         """The replica arriving in ``volume`` (``inbound``) and the bytes written to it since its newest snapshot."""
         scan = self.listing()
-        current, snapshots = self.read_volume(volume)
+        volumes, chains = self.records(scan, volume)  # one listing for the records and the marks
+        current, snapshots = (volumes[0] if volumes else None), chains.get(volume, [])
         inbound = None
         for row, tags in self._ours(scan):
             if tags['volume'] == volume and tags.get('inbound'):

@@ -36,6 +36,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._errors import Sto
 CLUSTER = 64 << 10
 #: bytes read per request on a sequential pass
 BLOCK = 1 << 20
+#: bytes copied at a time from a stream into a process
+RELAY_CHUNK = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
 
 
@@ -49,12 +51,15 @@ class BlockReader:
         self.bytes_read = 0
         self._fd = None
 
+    #: how the device is opened, and what for (in messages)
+    _flags, _purpose = os.O_RDONLY, 'reading'
+
     def __enter__(self):
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, self._flags | os.O_CLOEXEC)
         except OSError as exc:
-            raise StorageError('%s cannot be opened for reading at %s: %s.'
-                               % (self.what, self.path, exc.strerror or exc))
+            raise StorageError('%s cannot be opened for %s at %s: %s.'
+                               % (self.what, self._purpose, self.path, exc.strerror or exc))
         if not stat.S_ISBLK(os.fstat(fd).st_mode):
             os.close(fd)
             raise StorageError('%s at %s is not a block device.' % (self.what, self.path))
@@ -349,46 +354,22 @@ class Counted:
 BLKZEROOUT = 0x127F
 
 
-class BlockWriter:
+class BlockWriter(BlockReader):
     """The destination of a block stream that is a block device (an LV); ``skip_zeros`` for one that reads as zeros."""
 
-    def __init__(self, path, size, what, skip_zeros=False):
-        self.path = path
-        self.size = size
-        self.what = what
-        self.skip_zeros = skip_zeros
-        self._fd = None
+    _flags, _purpose = os.O_RDWR, 'writing'
 
-    def __enter__(self):
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise StorageError('%s cannot be opened for writing at %s: %s.' % (self.what, self.path, reason))
-        if not stat.S_ISBLK(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise StorageError('%s at %s is not a block device.' % (self.what, self.path))
-        self._fd = fd
-        return self
+    def __init__(self, path, size, what, skip_zeros=False):
+        super().__init__(path, size, what)
+        self.skip_zeros = skip_zeros
 
     def __exit__(self, kind, value, traceback):
         try:
             if kind is None:
                 os.fsync(self._fd)
         finally:
-            os.close(self._fd)
-            self._fd = None
+            super().__exit__(kind, value, traceback)
         return False
-
-    def read(self, offset, length):
-        parts, done = [], 0
-        while done < length:
-            chunk = os.pread(self._fd, length - done, offset + done)
-            if not chunk:
-                raise StorageError('%s ended at %d bytes.' % (self.what, offset + done))
-            parts.append(chunk)
-            done += len(chunk)
-        return b''.join(parts)
 
     def write(self, offset, data):
         view, done = memoryview(data), 0
@@ -402,3 +383,30 @@ class BlockWriter:
             fcntl.ioctl(self._fd, BLKZEROOUT, struct.pack('QQ', offset, length))
         except OSError:
             self.write(offset, bytes(length))
+
+
+def relay(source, sink, first=b''):
+    """Copy ``first``, then ``source`` (a binary stream), into ``sink`` (a process's stdin); close ``sink``.
+
+    Returns the bytes written. A sink that stops reading ends the copy quietly:
+    the process's own exit code and message say why.
+    """
+    sent = 0
+    try:
+        if first:
+            sink.write(first)
+            sent += len(first)
+        while True:
+            chunk = source.read1(RELAY_CHUNK) if hasattr(source, 'read1') else source.read(RELAY_CHUNK)
+            if not chunk:
+                break
+            sink.write(chunk)
+            sent += len(chunk)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            sink.close()
+        except BrokenPipeError:
+            pass
+    return sent

@@ -27,11 +27,9 @@ import tempfile
 from typing import NamedTuple, Optional
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
-from ansible_collections.stratum.storage.plugins.module_utils._mover import Counted, PeerStopped, send_blocks
+from ansible_collections.stratum.storage.plugins.module_utils._mover import Counted, PeerStopped, relay, send_blocks
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
 
-#: bytes read from the sending command and written to the connection at a time
-CHUNK = 1 << 20
 HOLD_PREFIX = 'stratum-replica:'
 HOLD_MAX = 200
 HOST_RE = re.compile(r'[A-Za-z0-9_.:\[\]-]+')
@@ -87,21 +85,7 @@ class Peer:
         """Run a receiver verb with ``stream`` (a binary file) as its input; return ``(answer, bytes sent)``."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=out, stderr=err)
-            sent = 0
-            try:
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    process.stdin.write(chunk)
-                    sent += len(chunk)
-            except BrokenPipeError:
-                pass  # the receiver stopped reading; its answer says why
-            finally:
-                try:
-                    process.stdin.close()
-                except BrokenPipeError:
-                    pass
+            sent = relay(stream, process.stdin)  # a receiver that stops reading says why in its answer
             rc = process.wait()
             out.seek(0)
             err.seek(0)

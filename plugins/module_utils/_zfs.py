@@ -28,7 +28,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, restore_into_device, streamed
+from ansible_collections.stratum.storage.plugins.module_utils._mover import (
+    BlockReader, relay, restore_into_device, streamed)
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
@@ -55,8 +56,6 @@ DEFAULT_VOLBLOCKSIZE = 16384
 DATASET_MAX = 255
 DATASET_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*')
 PROPERTY_RE = re.compile(r'[a-z][a-z0-9_.:-]*')
-#: bytes relayed into zfs receive at a time
-RELAY_CHUNK = 1 << 20
 #: the BEGIN record of a send stream (dmu_replay_record_t: type, payload length, drr_begin)
 BEGIN = struct.Struct('<II QQQ II QQ 256s')
 STREAM_MAGIC = 0x2F5BACBAC
@@ -492,20 +491,7 @@ class ZfsBackend(ListingBackend):
         begin = check_stream_begin(stream, identity, base_identity, resume)
         process = self.runner.spawn(argv + [dataset], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
-        try:
-            process.stdin.write(begin)
-            while True:
-                chunk = stream.read1(RELAY_CHUNK) if hasattr(stream, 'read1') else stream.read(RELAY_CHUNK)
-                if not chunk:
-                    break
-                process.stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # zfs receive stopped: its exit code and message say why
-        finally:
-            try:
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
+        relay(stream, process.stdin, first=begin)
         err = process.stderr.read()
         process.wait()
         self.forget()
