@@ -42,5 +42,6 @@ notes:
   - On O(backend=lvm) the C(details) of a volume are C(lv) (C(vg/lv)), C(path) (the block device), C(uuid),
     C(active), C(type) (C(thick) or C(thin)), C(thin_pool) and C(format) (always C(raw)); those of a snapshot are
     C(lv), C(path), C(uuid), C(active), C(type) (C(cow) or C(thin)), C(usage_percent), C(cow_size) for a COW
-    snapshot, C(temporary), and C(reason) when the status is V(error) or V(pending_delete).
+    snapshot, C(temporary), C(holds) (the number of replicas that hold it, see M(stratum.storage.replica)), and
+    C(reason) when the status is V(error) or V(pending_delete).
 '''

@@ -58,5 +58,6 @@ notes:
     C(active_format), C(files) (the chain from base to active) and C(info_file); those of a snapshot are C(file)
     (the overlay the info file maps the snapshot to), C(image) (its backing file, which holds the point-in-time
     content), C(image_format), C(uuid) (set when the snapshot is taken by this collection; V(null) for one that
-    Cinder took) and C(temporary). A record in status V(error) adds C(reason).
+    Cinder took), C(temporary) and C(holds) (the number of replicas that hold it, see
+    M(stratum.storage.replica)). A record in status V(error) adds C(reason).
 '''

@@ -33,6 +33,9 @@ def cidrs(value):
         except (ValueError, TypeError, netaddr.AddrFormatError):
             raise AnsibleFilterError('cidrs: %r is not a network address such as 192.0.2.0/24 or 2001:db8::/32.'
                                      % (item,))
+        if network.prefixlen == 0:
+            raise AnsibleFilterError('cidrs: %r allows connections from any address; name the networks the source '
+                                     'hosts connect from, such as 192.0.2.0/24.' % (item,))
         if str(network) not in found:
             found.append(str(network))
     return found

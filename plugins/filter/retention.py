@@ -68,10 +68,17 @@ def _policy(policy):
     return counts
 
 
+def _held(item):
+    """Whether a replica holds ``item`` (a snapshot record whose ``details.holds`` is a number above 0)."""
+    details = item.get('details')
+    holds = details.get('holds') if isinstance(details, dict) else None
+    return isinstance(holds, int) and not isinstance(holds, bool) and holds > 0
+
+
 def retention(items, policy, now=None, protected=None):
     """Return, for each item (in the order given), ``name``, ``created``, ``keep`` and the ``rule`` that kept it.
 
-    ``rule`` is ``protected``, ``future``, ``last`` or a grid period, the first
+    ``rule`` is ``protected``, ``held``, ``future``, ``last`` or a grid period, the first
     that keeps the item, or None for an item to prune.
     """
     if not isinstance(items, (list, tuple)):
@@ -90,6 +97,8 @@ def retention(items, policy, now=None, protected=None):
     for moment, name, index in placed:
         if name in protected:
             rules[index] = 'protected'
+        elif _held(items[index]):
+            rules[index] = 'held'
         elif moment > moment_now:
             rules[index] = 'future'
     # newest first; ties in time are broken by name, so the result never depends on the input order

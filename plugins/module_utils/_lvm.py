@@ -263,6 +263,7 @@ class LvmBackend(ListingBackend):
         elif tags.get('inbound'):
             status = 'inbound'
         details['temporary'] = tags.get('temporary') == 'yes'
+        details['holds'] = len(_holds(tags))
         return Snapshot(name=tags['snapshot'], volume=tags['volume'], backend=self.name, status=status, size=size,
                         created=_created(tags), parent=parent, details=details)
 
@@ -294,7 +295,7 @@ class LvmBackend(ListingBackend):
                                       size=int(row['lv_size']), created=None,
                                       parent=chain[-1].name if chain else None,
                                       details={'lv': None, 'path': None, 'uuid': None, 'active': False,
-                                               'format': 'raw', 'temporary': False}))
+                                               'format': 'raw', 'temporary': False, 'holds': 0}))
         return sorted(volumes, key=lambda v: v.name), chains
 
     def plan_settings(self, record):

@@ -510,7 +510,8 @@ class NfsBackend(Backend):
                 name=name, volume=volume, backend=self.name, status=status,
                 size=image.virtual_size, created=meta.get('created') or iso_utc(image.mtime), parent=parent,
                 details={'file': filename, 'image': os.path.basename(image.path), 'image_format': image.format,
-                         'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
+                         'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True,
+                         'holds': len(_holds(meta))}))
             parent = name
         # A delete cut off after the info file dropped the snapshot is still pending; a replica
         # that is arriving is listed before its overlay exists.
@@ -519,7 +520,8 @@ class NfsBackend(Backend):
                 records.append(Snapshot(name=name, volume=volume, backend=self.name, status=meta['status'],
                                         created=meta.get('created'), parent=parent if meta['status'] == 'inbound' else None,
                                         details={'file': meta.get('file'), 'image': None, 'image_format': None,
-                                                 'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True}))
+                                                 'uuid': meta.get('uuid'), 'temporary': meta.get('temporary') is True,
+                                                 'holds': len(_holds(meta))}))
         return records
 
     def list_volumes(self, name=None):
@@ -552,7 +554,7 @@ class NfsBackend(Backend):
         return predicted.replace(parent=in_chain[-1] if in_chain else None, details={
             'file': '%s.%s' % (self.base_name(volume.name), predicted.name),
             'image': volume.details['active_file'], 'image_format': volume.details['active_format'],
-            'uuid': None, 'temporary': bool(predicted.details.get('temporary'))})
+            'uuid': None, 'temporary': bool(predicted.details.get('temporary')), 'holds': 0})
 
     # -- preflight checks (read only) -------------------------------------------------
 

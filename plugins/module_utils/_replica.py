@@ -252,11 +252,25 @@ def parse_words(words):
     return words
 
 
-def _replica_result(module, before, replica, actions, extra):
+def _public(record):
+    """A target record as ``snapshot_info`` lists it: without the identity the receiver adds for matching."""
+    record = dict(record)
+    record.pop('identity', None)
+    record['details'] = dict(record.get('details') or {})
+    record['details'].pop('identity', None)
+    return record
+
+
+def _replica_result(module, before, replica, actions, extra, listed):
+    """The result; ``listed`` is the target volume's snapshots after the run (as far as known without asking)."""
     if replica is not None:
-        replica = dict(replica, details=dict(replica.get('details') or {}, **extra))
-        replica['details'].pop('identity', None)
-    result = {'changed': bool(actions), 'actions': actions, 'replica': replica}
+        replica = _public(replica)
+        replica['details'].update(extra)
+    replicas = [_public(s) for s in listed]
+    if replica is not None:
+        replicas = [s for s in replicas if s['name'] != replica['name']] + [dict(replica, details=dict(
+            (k, v) for k, v in replica['details'].items() if k not in extra))]
+    result = {'changed': bool(actions), 'actions': actions, 'replica': replica, 'replicas': replicas}
     if module._diff:
         result['diff'] = {'before': before or {}, 'after': replica or {}}
     return result
@@ -297,8 +311,8 @@ def ensure_replica(module, backend, runner, backend_names):
                 peer.call(['delete', kind, location, target_volume, name, before.get('identity') or '-'])
             for snap in drop:
                 backend.release(volume, snap, tag)
-        result = _replica_result(module, before, None, connected + actions, {})
-        return result
+        listed = [s for s in info.get('snapshots') or [] if s['name'] != name]
+        return _replica_result(module, before, None, connected + actions, {}, listed)
     if current is None:
         raise StorageError('Volume %s does not exist, so it cannot be replicated.' % volume)
     if snapshot is None or snapshot.status != 'available':
@@ -333,11 +347,13 @@ def ensure_replica(module, backend, runner, backend_names):
                     answer, extra['bytes_sent'], extra['base'] = send_block_replica(
                         backend, peer, words, chain, snapshot, plan, info)
                 replica = answer['snapshot']
+                if params['intermediate'] and plan.mode == 'incremental':
+                    info = peer.call(['info', kind, location, target_volume])  # the snapshots between arrived too
             if needs_hold:
                 backend.hold(volume, name, tag)
             for snap in release:
                 backend.release(volume, snap, tag)
-    return _replica_result(module, before, replica, connected + actions, extra)
+    return _replica_result(module, before, replica, connected + actions, extra, info.get('snapshots') or [])
 
 
 def send_block_replica(backend, peer, words, chain, snapshot, plan, info):

@@ -240,6 +240,21 @@ replica:
                "createtxg": 1812, "used": 0, "referenced": 1073741824, "clones": [], "holds": 0, "temporary": false,
                "bytes_sent": 73400320, "base": "nightly-2026-11-23", "resumed": false,
                "hold": "stratum-replica:dr1.example.com:22:backup/replicas/db01-data"}
+replicas:
+  description:
+    - All snapshots of the volume on the peer after the run (in check mode, as predicted), as
+      M(stratum.storage.snapshot_info) lists them there, oldest first; the replica is among them with the peer's
+      details only. A role applies retention on the peer from this list and deletes with O(state=absent).
+    - In check mode with O(intermediate), the snapshots between the base and O(snapshot) that would arrive are not
+      listed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "nightly-2026-11-23", "volume": "db01-data", "backend": "zfs", "status": "available",
+            "size": 10737418240, "created": "2026-11-23T01:00:02Z", "parent": null,
+            "details": {"dataset": "backup/replicas/db01-data@nightly-2026-11-23", "guid": "4203848315377126612",
+                        "createtxg": 1790, "used": 1048576, "referenced": 1073741824, "clones": [], "holds": 0,
+                        "temporary": false}}]
 actions:
   description: What the run changed, or would change in check mode, one sentence each.
   returned: always

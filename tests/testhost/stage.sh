@@ -7,7 +7,8 @@
 #   testhost2: the lvm_backend target, eight simultaneous runs of one change on LVM and
 #              on ZFS (tests/testhost/race.yml), then the molecule scenario of the backup
 #              role on the host that is already up;
-# then, with both hosts: replication from testhost1 to testhost2 (tests/testhost/replica.yml).
+# then, with both hosts: replication from testhost1 to testhost2 (tests/testhost/replica.yml)
+# and the molecule scenario of the replication role.
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -69,4 +70,6 @@ if [ "$failed" -ne 0 ]; then
   exit 1
 fi
 timed "testhost1 -> testhost2: replication (ZFS, nfs, LVM)" ansible-playbook -i "$inventory" tests/testhost/replica.yml
+STRATUM_TESTHOST_REUSE=testhost1,testhost2 timed "testhost1 -> testhost2: molecule replication (the replication role)" \
+  molecule test -s replication
 timed "stop the hosts" "${harness[@]}" down

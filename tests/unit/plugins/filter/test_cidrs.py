@@ -27,5 +27,11 @@ def test_anything_else_is_one_sentence(value):
         cidrs(value)
 
 
+@pytest.mark.parametrize('value', [['0.0.0.0/0'], ['10.0.2.2', '::/0'], ['192.0.2.1/0']])
+def test_every_address_is_refused(value):
+    with pytest.raises(AnsibleFilterError, match=r'^cidrs: .* allows connections from any address; name the networks'):
+        cidrs(value)
+
+
 def test_the_filter_is_registered():
     assert FilterModule().filters()['cidrs'] is cidrs

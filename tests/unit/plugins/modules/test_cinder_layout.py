@@ -50,7 +50,7 @@ def test_cinder_directory_is_listed(voldir):
     assert all(s['status'] == 'available' and s['size'] == 2 << 20 and s['created'].endswith('Z') for s in snaps)
     # Cinder keeps no snapshot UUID in the directory, so the identity is unknown
     assert snaps[0]['details'] == {'file': 'volume-%s.%s' % (VOL, SNAPS[0]), 'image': 'volume-%s' % VOL,
-                                   'image_format': 'raw', 'uuid': None, 'temporary': False}
+                                   'image_format': 'raw', 'uuid': None, 'temporary': False, 'holds': 0}
     assert set(snaps[0]) == {'name', 'volume', 'backend', 'status', 'size', 'created', 'parent', 'details'}
 
 

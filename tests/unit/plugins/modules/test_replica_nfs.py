@@ -74,7 +74,13 @@ def test_full_then_incrementals_send_the_changes_and_match_the_source(source, pe
     mine = source.snapshots()['s1']
     assert listed['s1']['status'] == 'available' and listed['s1']['details']['uuid'] == mine['details']['uuid']
     assert content(peer, listed['s1'], scratch) == source.digest('s1')
-    assert run_replica(source, peer, 's1')['changed'] is False
+    # the listing of the target's snapshots comes back with the replica, as snapshot_info lists them there
+    assert full['replicas'] == [dict(listed['s1'])]
+    assert full['replica']['created'] == mine['created'] == listed['s1']['created']
+    # the source snapshot lists the hold that the replica put on it
+    assert mine['details']['holds'] == 1
+    again = run_replica(source, peer, 's1')
+    assert again['changed'] is False and again['replicas'] == [listed['s1']]
 
     source.write(0x22, '2M', '256k')
     source.snapshot('s2')
@@ -86,6 +92,13 @@ def test_full_then_incrementals_send_the_changes_and_match_the_source(source, pe
     assert content(peer, listed['s1'], scratch) == source.digest('s1')
     # the target volume reads as the newest replica
     assert image_digest(os.path.join(peer, 'volume-v.s2'), 'qcow2', scratch) == source.digest('s2')
+    assert [s['name'] for s in incr['replicas']] == ['s1', 's2'] and incr['replicas'][1] == listed['s2']
+    # the hold moved to the newest replicated snapshot
+    assert dict((n, s['details']['holds']) for n, s in source.snapshots().items()) == {'s1': 0, 's2': 1}
+
+    gone = run_replica(source, peer, 's1', state='absent')
+    assert gone['changed'] and gone['replica'] is None and [s['name'] for s in gone['replicas']] == ['s2']
+    assert sorted(target_snapshots(peer)) == ['s2']
 
 
 def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(source, peer, scratch):
