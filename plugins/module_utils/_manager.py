@@ -4,8 +4,8 @@
 
 One run reads the current state, plans the change (a pure function), and in a
 real run takes the lock, reads and plans again under it, applies the actions in
-order and returns the record read afterwards. Because the plan is computed
-before anything is applied, check mode reports exactly what a real run would
+order and returns the record read afterwards (after a delete, null without a read).
+Because the plan is computed before anything is applied, check mode reports exactly what a real run would
 do, and a run whose plan is empty issues read commands only. The calls it
 makes on a backend, and their order, are listed on ``Backend``. The backup
 repository's code is imported only by the handlers that use it.
@@ -121,7 +121,9 @@ def ensure_volume(module, backend):
 
     locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] and not restore else [])
     before, actions, predicted = _converge(module, backend, read_and_plan, locks)
-    after = predicted if module.check_mode or not actions else backend.read_volume(desired['name'])[0]
+    # a delete that went through leaves nothing to read back
+    after = predicted if module.check_mode or not actions or predicted is None \
+        else backend.read_volume(desired['name'])[0]
     return _result(module, 'volume', before, after, actions, connected)
 
 
@@ -151,7 +153,7 @@ def ensure_snapshot(module, backend):
 
     before, actions, predicted = _converge(module, backend, read_and_plan, [params['volume']])
     after = predicted
-    if actions and not module.check_mode:
+    if actions and not module.check_mode and predicted is not None:
         after = next((s for s in backend.read_volume(params['volume'])[1] if s.name == params['name']), None)
     return _result(module, 'snapshot', before, after, actions, connected)
 
