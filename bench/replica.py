@@ -477,8 +477,13 @@ def median(values: list[float]) -> float:
 
 
 def zfs_rows(full: dict, rounds: list[dict]) -> list[dict]:
+    """The ZFS rows. A time ratio is the median of the rounds' ratios: the contenders of a round run one after the
+    other, so each round's ratio sets them beside each other under the same load on this machine."""
     def figures(contender: str, key: str) -> dict:
         return spread([r['contenders'][contender][key] for r in rounds])
+
+    def paired(a: str, b: str, key: str) -> float:
+        return median([r['contenders'][a][key] / r['contenders'][b][key] for r in rounds])
 
     bytes_ratios = [r['contenders']['ours']['bytes_sent'] / r['stream_bytes'] for r in rounds]
     stream = median([r['stream_bytes'] for r in rounds])
@@ -492,19 +497,19 @@ def zfs_rows(full: dict, rounds: list[dict]) -> list[dict]:
                   'zfs send -i stream (wc -c)', mib(stream), median(bytes_ratios), TARGETS['zfs bytes'],
                   max(bytes_ratios) <= TARGETS['zfs bytes']),
         ratio_row('Z2', 'ZFS incremental: wall time (Ansible task)', fmt_spread(ours_s), hand, fmt_spread(hand_s),
-                  ours_s['median'] / hand_s['median'], TARGETS['zfs wall']),
+                  paired('ours', 'hand', 'task_s'), TARGETS['zfs wall']),
         ratio_row('Z3', 'ZFS incremental: wall time in the guest', fmt_spread(ours_g), 'the pipeline itself',
-                  fmt_spread(hand_g), ours_g['median'] / hand_g['median'], None),
+                  fmt_spread(hand_g), paired('ours', 'hand', 'guest_s'), None),
         ratio_row('Z4', 'ZFS incremental: bytes on the wire (tx_bytes)', mib(ours_w), hand, mib(hand_w),
-                  ours_w / hand_w, None),
+                  paired('ours', 'hand', 'wire_bytes'), None),
         ratio_row('S1', 'syncoid incremental: wall time (Ansible task)', fmt_spread(sync_s), hand, fmt_spread(hand_s),
-                  sync_s['median'] / hand_s['median'], None),
+                  paired('syncoid', 'hand', 'task_s'), None),
         ratio_row('S2', 'syncoid incremental: wall time in the guest', fmt_spread(sync_g), 'the pipeline itself',
-                  fmt_spread(hand_g), sync_g['median'] / hand_g['median'], None),
-        ratio_row('S3', 'syncoid incremental: bytes on the wire', mib(sync_w), hand, mib(hand_w), sync_w / hand_w,
-                  None),
+                  fmt_spread(hand_g), paired('syncoid', 'hand', 'guest_s'), None),
+        ratio_row('S3', 'syncoid incremental: bytes on the wire', mib(sync_w), hand, mib(hand_w),
+                  paired('syncoid', 'hand', 'wire_bytes'), None),
         ratio_row('S4', 'ours against syncoid: wall time (Ansible task)', fmt_spread(ours_s), 'syncoid (raw task)',
-                  fmt_spread(sync_s), ours_s['median'] / sync_s['median'], None),
+                  fmt_spread(sync_s), paired('ours', 'syncoid', 'task_s'), None),
         ratio_row('F1', 'ZFS full (one run): bytes sent', mib(c['ours']['bytes_sent']), 'zfs send stream (wc -c)',
                   mib(full['stream_bytes']), c['ours']['bytes_sent'] / full['stream_bytes'], TARGETS['zfs bytes']),
         ratio_row('F2', 'ZFS full (one run): wall time (Ansible task)', '%s s' % fmt(c['ours']['task_s']), hand,
@@ -739,10 +744,12 @@ def table(results: dict) -> str:
     for r in [zfs['full']] + zfs['rounds']:
         parts = ['%s %s/%s s %.2f MiB' % (c, fmt(r['contenders'][c]['task_s']), fmt(r['contenders'][c]['guest_s'] or 0),
                                           r['contenders'][c]['wire_bytes'] / MIB) for c in r['order']]
-        lines.append('  %-12s stream %.4f MiB (zfs send -nP %.2f), ours sent %.4f MiB; %s; our check mode %s/%s s; '
-                     'a raw no-op %s s' % (
+        times = dict((c, r['contenders'][c]['task_s']) for c in CONTENDERS)
+        lines.append('  %-12s stream %.4f MiB (zfs send -nP %.2f), ours sent %.4f MiB; %s; ours / hand %.2fx, '
+                     'syncoid / hand %.2fx; our check mode %s/%s s; a raw no-op %s s' % (
                          r['label'], r['stream_bytes'] / MIB, r['estimated_bytes'] / MIB,
-                         r['contenders']['ours']['bytes_sent'] / MIB, '; '.join(parts), fmt(r['check_s']),
+                         r['contenders']['ours']['bytes_sent'] / MIB, '; '.join(parts),
+                         times['ours'] / times['hand'], times['syncoid'] / times['hand'], fmt(r['check_s']),
                          fmt(r['check_process_s'] or 0), fmt(r['raw_noop_s'])))
     lines.append('  task seconds against MiB of stream, a line through the full run and the rounds: %s' % '; '.join(
         '%s %s s + %.3f s/MiB' % (key, fmt(f['fixed']), f['per_volume']) for key, f in zfs['fits'].items()))
