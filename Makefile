@@ -13,7 +13,7 @@ COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast harness test-hosts bench-hosts testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
+.PHONY: demo test test-fast harness test-hosts bench-hosts bench-replica testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
@@ -64,6 +64,15 @@ $(BENCH_VENV)/bin/.bench: requirements/bench.txt
 bench-hosts: system-deps install $(BENCH_VENV)/bin/.bench
 	$(BENCH_VENV)/bin/python bench/run.py --collections $(BUILD)/collections --out $(BUILD)/bench-hosts.json \
 	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS)
+
+# Replication from testhost1 to testhost2 against a hand `zfs send -i | ssh zfs recv` and
+# syncoid, and the bytes of LVM thin and qcow2 replicas (bench/replica.py, docs/testhosts.md);
+# not part of `make test`. BENCH_REPLICA_ROUNDS: incrementals of each contender and backend.
+BENCH_REPLICA_ROUNDS ?= 3
+
+bench-replica: system-deps install $(BENCH_VENV)/bin/.bench
+	$(BENCH_VENV)/bin/python bench/replica.py --collections $(BUILD)/collections --out $(BUILD)/bench-replica.json \
+	  --rounds $(BENCH_REPLICA_ROUNDS)
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/ensure-system-packages

@@ -66,11 +66,13 @@ def log(message: str) -> None:
 # -- the host ------------------------------------------------------------------------------
 
 class Host:
-    def __init__(self, inventory: Path) -> None:
+    def __init__(self, inventory: Path, name: str = HOST) -> None:
         data = yaml.safe_load(inventory.read_text())
-        host = data['all']['hosts'][HOST]
+        host = data['all']['hosts'][name]
+        self.name = name
         self.port = int(host['ansible_port'])
         self.disks = list(data['all']['vars']['testhost_disks'])
+        self.peers = list(host.get('testhost_peers') or [])
 
     def ssh(self, command: str, stdin: bytes | None = None, check: bool = True) -> str:
         argv = ['ssh', '-q', '-i', str(KEY), '-p', str(self.port), '-o', 'BatchMode=yes',

@@ -1,6 +1,6 @@
 # Copyright: stratum.storage contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Writes the wall time of every task, and of every loop item, as JSON lines (bench/run.py reads them).
+"""Writes the wall time of every task and of every loop item as JSON lines (read by bench/run.py and replica.py).
 
 The file is named by the environment variable BENCH_TIMING_FILE. A task's time
 runs from its start to its last result; an item's time from the previous
@@ -15,7 +15,7 @@ name: bench_timing
 type: aggregate
 short_description: Wall time of each task and loop item, as JSON lines
 description:
-  - Used by C(make bench-hosts) only; not part of the collection.
+  - Used by C(make bench-hosts) and C(make bench-replica) only; not part of the collection.
 requirements:
   - the environment variable BENCH_TIMING_FILE names the output file
 '''
@@ -28,13 +28,23 @@ from ansible.plugins.callback import CallbackBase
 
 
 def _summary(result: dict, failed: bool = False) -> dict:
-    """What the benchmark checks about a result: the number of records or the size of the output."""
+    """What the benchmark checks about a result: the number of records or the size of the output.
+
+    With BENCH_TIMING_KEEP set (bench/replica.py), also a short stdout and the
+    ``replica``, ``snapshot`` and ``actions`` that a module returned.
+    """
     found = {}
     for key in ('snapshots', 'volumes'):
         if isinstance(result.get(key), list):
             found['records'] = len(result[key])
     if isinstance(result.get('stdout'), str):
         found['stdout_bytes'] = len(result['stdout'])
+        if os.environ.get('BENCH_TIMING_KEEP') and len(result['stdout']) <= 4000:
+            found['stdout'] = result['stdout']
+    if os.environ.get('BENCH_TIMING_KEEP'):
+        for key in ('replica', 'snapshot', 'actions'):
+            if isinstance(result.get(key), (dict, list)):
+                found[key] = result[key]
     if result.get('msg') and (failed or result.get('failed') or result.get('skipped')):
         found['msg'] = str(result['msg'])[:300]
     return found
