@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import random
 import shlex
 import subprocess
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 
 import run
-from run import INVENTORY, KEY, TESTHOST, Ansible, BenchError, Host, fmt, fmt_spread, log, spread
+from run import INVENTORY, KEY, TESTHOST, Ansible, BenchError, Host, fmt, fmt_spread, log, spread, write_results
 
 SRC, DST = 'testhost1', 'testhost2'
 MIB = 1 << 20
@@ -920,14 +919,7 @@ def main() -> int:
     finally:
         if booted:
             subprocess.run([sys.executable, str(TESTHOST), 'down'], check=False)
-    results['wall_seconds'] = time.monotonic() - started
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
-    print()
-    print(table(results))
-    print()
-    log('figures written to %s; whole run %.0f s (%dm%02ds)'
-        % (args.out, results['wall_seconds'], results['wall_seconds'] // 60, results['wall_seconds'] % 60))
+    write_results(results, args.out, table(results), started)
     return 0
 
 

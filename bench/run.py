@@ -514,6 +514,18 @@ def p2_ref_argv(label: str) -> list[str]:
     return ['zfs', 'list', '-H', '-p', '-t', 'snapshot', '-r', ZP2]
 
 
+def write_results(results: dict, out: str, text: str, started: float) -> None:
+    """Record the run's wall time, write the figures as JSON to ``out`` and print the table ``text``."""
+    results['wall_seconds'] = time.monotonic() - started
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=1, default=str))
+    print()
+    print(text)
+    print()
+    log('figures written to %s; whole run %.0f s (%dm%02ds)'
+        % (out, results['wall_seconds'], results['wall_seconds'] // 60, results['wall_seconds'] % 60))
+
+
 def table(results: dict) -> str:
     row_format = '%-4s %-52s %-28s %-34s %-28s %6s  %-22s %s'
     lines = [row_format % ('case', 'what', 'ours', 'reference', 'reference figure', 'ratio', 'target', 'met')]
@@ -603,14 +615,7 @@ def main() -> int:
                 host.ssh(unwrap_script(), check=False)
         if booted:
             subprocess.run([sys.executable, str(TESTHOST), 'down'], check=False)
-    results['wall_seconds'] = time.monotonic() - started
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
-    print()
-    print(table(results))
-    print()
-    log('figures written to %s; whole run %.0f s (%dm%02ds)'
-        % (args.out, results['wall_seconds'], results['wall_seconds'] // 60, results['wall_seconds'] % 60))
+    write_results(results, args.out, table(results), started)
     return 0
 
 

@@ -263,13 +263,11 @@ def _public(record):
 
 def _replica_result(module, before, replica, actions, extra, listed):
     """The result; ``listed`` is the target volume's snapshots after the run (as far as known without asking)."""
-    if replica is not None:
-        replica = _public(replica)
-        replica['details'].update(extra)
     replicas = [_public(s) for s in listed]
     if replica is not None:
-        replicas = [s for s in replicas if s['name'] != replica['name']] + [dict(replica, details=dict(
-            (k, v) for k, v in replica['details'].items() if k not in extra))]
+        replica = _public(replica)
+        replicas = [s for s in replicas if s['name'] != replica['name']] + [replica]
+        replica = dict(replica, details=dict(replica['details'], **extra))
     result = {'changed': bool(actions), 'actions': actions, 'replica': replica, 'replicas': replicas}
     if module._diff:
         result['diff'] = {'before': before or {}, 'after': replica or {}}
