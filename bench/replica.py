@@ -722,12 +722,13 @@ def seconds_list(values: list[float]) -> str:
 
 def breakdown_lines(name: str, b: dict) -> list[str]:
     parts = ', '.join('%s %s s' % (k, fmt(v)) for k, v in b['parts'].items())
-    return ['  %s: task %s s = Ansible (connection, module transfer) %s s + module process %s s' % (
-                name, fmt(b['task_s']), fmt(b['task_s'] - b['process_s']), fmt(b['process_s'])),
-            '    process: start-up until its first command %s s, %s, Python between commands %s s, exit %s s' % (
-                fmt(b['startup_s']), parts, fmt(b['python_between_s']), fmt(b['exit_s'])),
-            '    commands: %s' % ', '.join('%s at %.2f (%.2f s)' % (t['what'], t['at'], t['seconds'])
-                                           for t in b['timeline'])]
+    task = '  %s: task %s s = Ansible (connection, module transfer) %s s + module process %s s' % (
+        name, fmt(b['task_s']), fmt(b['task_s'] - b['process_s']), fmt(b['process_s']))
+    process = '    process: start-up until its first command %s s, %s, Python between commands %s s, exit %s s' % (
+        fmt(b['startup_s']), parts, fmt(b['python_between_s']), fmt(b['exit_s']))
+    commands = '    commands: %s' % ', '.join('%s at %.2f (%.2f s)' % (t['what'], t['at'], t['seconds'])
+                                              for t in b['timeline'])
+    return [task, process, commands]
 
 
 def table(results: dict) -> str:
