@@ -19,11 +19,13 @@ and receiver.yml). The hand pipeline and syncoid log in to the target with the
 test harness's root key: the replication key runs only the receiver.
 
 Each ZFS round writes 16 MiB of random data at 1 MiB-aligned places of a
-64 MiB zvol (volblocksize 16K), takes a snapshot, then runs the three
+64 MiB zvol (volblocksize 16K), takes a snapshot, then runs the four
 contenders one after the other, in an order that rotates between rounds, each
 into its own target dataset. Every contender runs as one Ansible task
 (timed by bench/callback_plugins/bench_timing.py): ours as the module, the
-hand pipeline and syncoid with ansible.builtin.raw; the table also gives the
+hand pipeline and syncoid with ansible.builtin.raw, and the hand pipeline once
+more as an ansible.builtin.shell task (what a playbook that runs it pays: the
+start-up of a module on the host, as ours does); the table also gives the
 time measured inside the guest (the module's Python process, the pipeline,
 syncoid). Bytes on the wire are the source's network interface counter
 (tx_bytes) around each contender. A last round runs with timing wrappers
@@ -52,7 +54,7 @@ MIB = 1 << 20
 VOLUME_MIB = 64  # each volume
 FULL_MIB = 32  # data in a thin or qcow2 volume before its first replica (the zvol is filled)
 CHANGE_MIB = 16  # data changed before each incremental, in 1 MiB pieces
-CONTENDERS = ('ours', 'hand', 'syncoid')
+CONTENDERS = ('ours', 'hand', 'shell', 'syncoid')
 TARGETS = {'zfs bytes': 1.02, 'zfs wall': 1.1, 'block bytes': 1.1}
 TASK_TIMEOUT = 900  # seconds: a task that hangs (a guest's stuck I/O) fails the run instead
 
@@ -60,7 +62,8 @@ ZPOOL_SRC, ZPOOL_DST = 'bsrc', 'btgt'
 ZPARENT = ZPOOL_SRC + '/v'
 ZVOL = 'z1'
 ZDATASET = '%s/%s' % (ZPARENT, ZVOL)
-ZTARGET = {'ours': ZPOOL_DST + '/replicas', 'hand': ZPOOL_DST + '/hand', 'syncoid': ZPOOL_DST + '/syncoid'}
+ZTARGET = {'ours': ZPOOL_DST + '/replicas', 'hand': ZPOOL_DST + '/hand', 'shell': ZPOOL_DST + '/shell',
+           'syncoid': ZPOOL_DST + '/syncoid'}
 VG_SRC, VG_DST, THIN_POOL = 'bsvg', 'btvg', 'pool'
 NFS_SRC, NFS_DST = '/srv/bnfs-src', '/srv/bnfs'
 BLOCK_VOLUMES = {'lvm thin': 't1', 'qcow2': 'n1'}
@@ -279,9 +282,10 @@ class Commands:
         return ('set -o pipefail; s=$(date +%%s%%N); %s; rc=$?; echo "bench-ns $(( $(date +%%s%%N) - s ))"; exit $rc'
                 % command)
 
-    def hand(self, snapshot: str, base: str | None) -> str:
+    def hand(self, snapshot: str, base: str | None, contender: str = 'hand') -> str:
         send = 'zfs send %s%s@%s' % ('-i @%s ' % base if base else '', ZDATASET, snapshot)
-        return self.timed('%s | %s' % (send, self.ssh(['zfs', 'recv', '-s', '-u', '%s/%s' % (ZTARGET['hand'], ZVOL)])))
+        receive = ['zfs', 'recv', '-s', '-u', '%s/%s' % (ZTARGET[contender], ZVOL)]
+        return self.timed('%s | %s' % (send, self.ssh(receive)))
 
     def syncoid(self, extra: str = '--quiet') -> str:
         options = ['--no-sync-snap', '--no-stream', '--compress=none', '--sshkey=%s' % ROOT_KEY,
@@ -314,6 +318,10 @@ def contender_tasks(commands: Commands, label: str, contender: str, snapshot: st
                       'target': dict(TARGET, zfs={'parent': ZTARGET['ours']})})]
     if contender == 'hand':
         return [raw('%s hand' % label, commands.hand(snapshot, base), tag)]
+    if contender == 'shell':  # the same pipeline as a playbook would run it: a module task
+        return [{'name': '%s shell' % label, 'ansible.builtin.shell': commands.hand(snapshot, base, 'shell'),
+                 'args': {'executable': '/bin/bash'}, 'environment': {'BENCH_TAG': tag}, 'changed_when': False,
+                 'timeout': TASK_TIMEOUT}]
     return [raw('%s syncoid' % label, commands.syncoid('--debug' if base is None else '--quiet'), tag)]
 
 
@@ -486,9 +494,9 @@ def zfs_rows(full: dict, rounds: list[dict]) -> list[dict]:
 
     bytes_ratios = [r['contenders']['ours']['bytes_sent'] / r['stream_bytes'] for r in rounds]
     stream = median([r['stream_bytes'] for r in rounds])
-    ours_s, hand_s, sync_s = (figures(c, 'task_s') for c in CONTENDERS)
-    ours_g, hand_g, sync_g = (figures(c, 'guest_s') for c in CONTENDERS)
-    ours_w, hand_w, sync_w = (figures(c, 'wire_bytes')['median'] for c in CONTENDERS)
+    ours_s, hand_s, shell_s, sync_s = (figures(c, 'task_s') for c in CONTENDERS)
+    ours_g, hand_g, _shell_g, sync_g = (figures(c, 'guest_s') for c in CONTENDERS)
+    ours_w, hand_w, _shell_w, sync_w = (figures(c, 'wire_bytes')['median'] for c in CONTENDERS)
     hand = 'hand pipeline (raw task)'
     c = full['contenders']
     return [
@@ -501,6 +509,8 @@ def zfs_rows(full: dict, rounds: list[dict]) -> list[dict]:
                   fmt_spread(hand_g), paired('ours', 'hand', 'guest_s'), None),
         ratio_row('Z4', 'ZFS incremental: bytes on the wire (tx_bytes)', mib(ours_w), hand, mib(hand_w),
                   paired('ours', 'hand', 'wire_bytes'), None),
+        ratio_row('Z5', 'ZFS incremental: wall time against a module task', fmt_spread(ours_s),
+                  'hand pipeline (shell task)', fmt_spread(shell_s), paired('ours', 'shell', 'task_s'), None),
         ratio_row('S1', 'syncoid incremental: wall time (Ansible task)', fmt_spread(sync_s), hand, fmt_spread(hand_s),
                   paired('syncoid', 'hand', 'task_s'), None),
         ratio_row('S2', 'syncoid incremental: wall time in the guest', fmt_spread(sync_g), 'the pipeline itself',
@@ -637,7 +647,7 @@ def target_side(dst_rows: list[list[str]]) -> dict:
     for start, end, _tag, what in rows:
         if (start, end, _tag, what) in inside or _tag == 'receiver':
             continue
-        who = next((c for c in ('hand', 'syncoid') if ZTARGET[c] in what), 'other')
+        who = next((c for c in ('hand', 'shell', 'syncoid') if ZTARGET[c] in what), 'other')
         found['references'].setdefault(who, []).append({'what': ' '.join(what.split()[:2]),
                                                         'seconds': round(end - start, 3)})
     return found
@@ -746,10 +756,10 @@ def table(results: dict) -> str:
                                           r['contenders'][c]['wire_bytes'] / MIB) for c in r['order']]
         times = dict((c, r['contenders'][c]['task_s']) for c in CONTENDERS)
         lines.append('  %-12s stream %.4f MiB (zfs send -nP %.2f), ours sent %.4f MiB; %s; ours / hand %.2fx, '
-                     'syncoid / hand %.2fx; our check mode %s/%s s; a raw no-op %s s' % (
+                     'ours / shell %.2fx, syncoid / hand %.2fx; our check mode %s/%s s; a raw no-op %s s' % (
                          r['label'], r['stream_bytes'] / MIB, r['estimated_bytes'] / MIB,
-                         r['contenders']['ours']['bytes_sent'] / MIB, '; '.join(parts),
-                         times['ours'] / times['hand'], times['syncoid'] / times['hand'], fmt(r['check_s']),
+                         r['contenders']['ours']['bytes_sent'] / MIB, '; '.join(parts), times['ours'] / times['hand'],
+                         times['ours'] / times['shell'], times['syncoid'] / times['hand'], fmt(r['check_s']),
                          fmt(r['check_process_s'] or 0), fmt(r['raw_noop_s'])))
     lines.append('  task seconds against MiB of stream, a line through the full run and the rounds: %s' % '; '.join(
         '%s %s s + %.3f s/MiB' % (key, fmt(f['fixed']), f['per_volume']) for key, f in zfs['fits'].items()))

@@ -388,14 +388,36 @@ class BlockWriter(BlockReader):
 def relay(source, sink, first=b''):
     """Copy ``first``, then ``source`` (a binary stream), into ``sink`` (a process's stdin); close ``sink``.
 
-    Returns the bytes written. A sink that stops reading ends the copy quietly:
-    the process's own exit code and message say why.
+    Returns the bytes written. Between two file descriptors of which one is a
+    pipe the kernel moves the data (``os.splice``), so it does not pass through
+    Python; elsewhere, or where the kernel refuses, it is read and written in
+    chunks. A sink that stops reading ends the copy quietly: the process's own
+    exit code and message say why.
     """
     sent = 0
     try:
         if first:
             sink.write(first)
             sent += len(first)
+        fds = _splice_pair(source, sink)
+        if fds is not None and hasattr(source, 'peek'):
+            # what the reader holds ahead goes first (peek reads the descriptor only when it holds nothing)
+            ahead = source.peek(RELAY_CHUNK)
+            if ahead:
+                sink.write(source.read(len(ahead)))
+                sent += len(ahead)
+        if fds is not None:
+            sink.flush()
+        while fds is not None:
+            try:
+                count = os.splice(fds[0], fds[1], RELAY_CHUNK)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                break  # this pair cannot be spliced: copy in chunks
+            if not count:
+                return sent
+            sent += count
         while True:
             chunk = source.read1(RELAY_CHUNK) if hasattr(source, 'read1') else source.read(RELAY_CHUNK)
             if not chunk:
@@ -410,3 +432,16 @@ def relay(source, sink, first=b''):
         except BrokenPipeError:
             pass
     return sent
+
+
+def _splice_pair(source, sink):
+    """The file descriptors of ``source`` and ``sink`` when the kernel can splice between them, else None."""
+    if not hasattr(os, 'splice'):
+        return None
+    try:
+        fds = source.fileno(), sink.fileno()
+        if any(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in fds):
+            return fds
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None

@@ -159,7 +159,8 @@ def main(argv=None):
                                      'replication key, with the request in SSH_ORIGINAL_COMMAND.')
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     args = parser.parse_args(argv)
-    client = (os.environ.get('SSH_CONNECTION') or 'local').split(' ')[0]
+    # the client's address and port: the requests of one shared connection name the same port
+    client = ' port '.join((os.environ.get('SSH_CONNECTION') or 'local').split(' ')[:2])
     command = os.environ.get('SSH_ORIGINAL_COMMAND')
     try:
         if command is None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 from typing import NamedTuple, Optional
@@ -36,6 +38,8 @@ HOST_RE = re.compile(r'[A-Za-z0-9_.:\[\]-]+')
 USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 #: the receiver's verbs, and what each writes on the target
 VERBS = ('info', 'receive', 'abort', 'delete')
+#: seconds an idle shared SSH connection outlives the module, should it end without closing it
+CONTROL_PERSIST = 60
 
 
 class Peer:
@@ -49,6 +53,7 @@ class Peer:
         self.key = config.get('key')
         self.known_hosts = config.get('known_hosts')
         self.timeout = config.get('connect_timeout') or 30
+        self.control = None
         if not isinstance(self.host, str) or not HOST_RE.fullmatch(self.host) or self.host.startswith('-'):
             raise InvalidInputError('target.host %r is not a host name or address.' % (self.host,))
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
@@ -63,10 +68,37 @@ class Peer:
     def label(self):
         return '%s@%s:%d' % (self.user, self.host, self.port)
 
+    def __enter__(self):
+        """Share one SSH connection among the calls made until ``__exit__`` (one handshake, not one a call).
+
+        The connection's control socket lives in a new directory that only this
+        user can enter; ``__exit__`` stops the connection and removes it.
+        """
+        try:
+            self.control = tempfile.mkdtemp(prefix='stratum-ssh-', dir='/tmp' if os.path.isdir('/tmp') else None)
+        except OSError:
+            self.control = None  # each call makes its own connection
+        return self
+
+    def __exit__(self, *exc):
+        control, self.control = self.control, None
+        if control is None:
+            return False
+        try:
+            if os.path.exists(os.path.join(control, 'm')):
+                self.runner.run(['ssh', '-o', 'ControlPath=%s/m' % control, '-O', 'exit', '-p', str(self.port),
+                                 '-l', self.user, self.host], check=False)
+        finally:
+            shutil.rmtree(control, ignore_errors=True)
+        return False
+
     def argv(self, words, stdin=True):
         argv = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR',
                 '-o', 'ConnectTimeout=%d' % self.timeout, '-o', 'ServerAliveInterval=15',
                 '-o', 'ServerAliveCountMax=4', '-p', str(self.port), '-l', self.user]
+        if self.control:
+            argv += ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s/m' % self.control,
+                     '-o', 'ControlPersist=%d' % CONTROL_PERSIST]
         if not stdin:
             argv.append('-n')
         if self.key:
@@ -285,7 +317,12 @@ def ensure_replica(module, backend, runner, backend_names):
         raise InvalidInputError('The target is a %s backend and the source a %s backend; a replica needs the same '
                                 'backend type on both ends.' % (kind, backend.name))
     target_volume = validate_name(target.get('volume') or volume, 'target volume')
-    peer = Peer(runner, target)
+    with Peer(runner, target) as peer:
+        return _ensure(module, backend, peer, kind, location, target_volume, volume, name)
+
+
+def _ensure(module, backend, peer, kind, location, target_volume, volume, name):
+    params = module.params
     where = '%s %s on %s' % (kind, location, peer.label)
     connected = backend.connect(apply=not module.check_mode)
     tag = hold_tag(peer, location, target_volume)

@@ -506,7 +506,8 @@ class ZfsBackend(ListingBackend):
             raise StorageError('Snapshot %s arrived in %s with guid %s, not %s; it stays inbound.'
                                % (snapshot, dataset, arrived.details.get('guid') if arrived else 'none', identity))
         self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
-        return next(s for s in self.read_volume(volume)[1] if s.name == snapshot)
+        # the mark was all that kept it inbound: a snapshot just received has no deferred destroy
+        return arrived.replace(status='available')
 
     def abort_receive(self, volume):
         """Drop what a cut receive into ``volume`` left (a zvol it was creating goes with it)."""

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
@@ -157,6 +160,33 @@ def test_the_ssh_command_checks_host_keys_and_quotes_each_word():
     assert argv[argv.index('-i') + 1] == '/k' and 'UserKnownHostsFile=/kh' in argv and '-n' in argv
     assert argv[-2:] == ['dr1', 'info zfs tank/r v']
     assert Peer(Runner(), {'host': 'dr1'}).argv(["it's"])[-1] == "'it'\"'\"'s'"
+
+
+class Recorder:
+    def __init__(self):
+        self.ran = []
+
+    def run(self, argv, check=True):
+        self.ran.append(argv)
+
+
+def test_the_calls_of_one_run_share_one_connection_that_is_closed_after():
+    runner = Recorder()
+    with Peer(runner, {'host': 'dr1', 'port': 2222}) as peer:
+        argv = peer.argv(['info', 'zfs', 'tank/r', 'v'], stdin=False)
+        control = peer.control
+        assert stat.S_IMODE(os.lstat(control).st_mode) == 0o700 and os.path.dirname(control) == '/tmp'
+        assert ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s/m' % control] == argv[argv.index('-l') + 2:][:4]
+        assert 'ControlPersist=60' in argv and argv[-2:] == ['dr1', 'info zfs tank/r v']
+        with open(os.path.join(control, 'm'), 'w'):
+            pass  # where ssh keeps the connection's socket
+    assert not os.path.exists(control) and peer.control is None
+    assert runner.ran == [['ssh', '-o', 'ControlPath=%s/m' % control, '-O', 'exit', '-p', '2222', '-l', 'root', 'dr1']]
+    # outside a run, and after it, each call connects on its own
+    assert not any(a.startswith('Control') for a in peer.argv(['info', 'zfs', 'tank/r', 'v']))
+    with Peer(runner, {'host': 'dr1'}) as unused:
+        pass
+    assert len(runner.ran) == 1 and unused.control is None  # no connection was made: nothing to stop
 
 
 def test_the_hold_is_named_after_the_target_and_stays_short():

@@ -1,0 +1,93 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""relay: the bytes that reach a process's stdin, in order and counted, spliced between pipes or copied."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils import _mover
+
+DATA = os.urandom(3 * _mover.RELAY_CHUNK + 12345)
+DIGEST = [sys.executable, '-c', 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())']
+
+
+def producer(data):
+    """A process whose stdout (a pipe) carries ``data``."""
+    return subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())'],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def run_relay(source, first=b''):
+    sink = subprocess.Popen(DIGEST, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    sent = _mover.relay(source, sink.stdin, first=first)
+    out = sink.stdout.read().decode().strip()
+    sink.wait()
+    return sent, out
+
+
+@pytest.fixture
+def splices(monkeypatch):
+    """Counts the calls of os.splice (still made)."""
+    calls = []
+    real = os.splice
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, 'splice', counted)
+    return calls
+
+
+def feed(data):
+    process = producer(data)
+    process.stdin.write(data)
+    process.stdin.close()
+    return process
+
+
+def test_pipe_to_pipe_is_spliced_and_counted(splices):
+    process = feed(DATA)
+    # the reader has read ahead: what it holds goes first, then the kernel moves the rest
+    head = process.stdout.read(100)
+    sent, out = run_relay(process.stdout, first=head)
+    process.wait()
+    assert sent == len(DATA)
+    assert out == hashlib.sha256(DATA).hexdigest()
+    assert len(splices) >= 2
+
+
+def test_a_stream_without_descriptor_is_copied(splices):
+    sent, out = run_relay(io.BytesIO(DATA), first=b'x')
+    assert sent == len(DATA) + 1
+    assert out == hashlib.sha256(b'x' + DATA).hexdigest()
+    assert splices == []
+
+
+def test_a_pair_the_kernel_refuses_is_copied(monkeypatch):
+    def refused(*args, **kwargs):
+        raise OSError(errno.EINVAL, 'Invalid argument')
+
+    monkeypatch.setattr(os, 'splice', refused)
+    process = feed(DATA)
+    sent, out = run_relay(process.stdout)
+    process.wait()
+    assert (sent, out) == (len(DATA), hashlib.sha256(DATA).hexdigest())
+
+
+def test_a_sink_that_stops_reading_ends_the_copy_quietly():
+    process = feed(DATA)
+    sink = subprocess.Popen([sys.executable, '-c', 'pass'], stdin=subprocess.PIPE)
+    sink.wait()
+    sent = _mover.relay(process.stdout, sink.stdin)
+    process.stdout.close()
+    process.wait()
+    assert 0 <= sent < len(DATA)
