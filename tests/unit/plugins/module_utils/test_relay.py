@@ -91,3 +91,11 @@ def test_a_sink_that_stops_reading_ends_the_copy_quietly():
     process.stdout.close()
     process.wait()
     assert 0 <= sent < len(DATA)
+
+
+def test_without_splice_in_os_the_bytes_are_copied(monkeypatch):
+    monkeypatch.delattr(os, 'splice')  # Python before 3.10 (managed hosts run 3.8 and later)
+    process = feed(DATA)
+    sent, out = run_relay(process.stdout, first=b'y')
+    process.wait()
+    assert (sent, out) == (len(DATA) + 1, hashlib.sha256(b'y' + DATA).hexdigest())
