@@ -396,18 +396,20 @@ def relay(source, sink, first=b''):
     """
     sent = 0
     try:
-        if first:
-            sink.write(first)
-            sent += len(first)
         fds = _splice_pair(source, sink)
-        if fds is not None and hasattr(source, 'peek'):
-            # what the reader holds ahead goes first (peek reads the descriptor only when it holds nothing)
-            ahead = source.peek(RELAY_CHUNK)
-            if ahead:
-                sink.write(source.read(len(ahead)))
-                sent += len(ahead)
-        if fds is not None:
-            sink.flush()
+        if fds is None:
+            if first:
+                sink.write(first)
+                sent += len(first)
+        else:
+            pending = first
+            if hasattr(source, 'peek'):
+                # what the reader holds ahead goes first (peek reads the descriptor only when it holds nothing)
+                ahead = source.peek(RELAY_CHUNK)
+                pending += source.read(len(ahead)) if ahead else b''
+            sink.write(pending)
+            sink.flush()  # counted once it has left this process
+            sent += len(pending)
         while fds is not None:
             try:
                 count = os.splice(fds[0], fds[1], RELAY_CHUNK)

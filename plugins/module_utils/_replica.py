@@ -40,6 +40,9 @@ USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 VERBS = ('info', 'receive', 'abort', 'delete')
 #: seconds an idle shared SSH connection outlives the module, should it end without closing it
 CONTROL_PERSIST = 60
+#: the longest directory for the control socket (the kernel takes socket paths of about 107 bytes, and ssh adds
+#: a temporary suffix while it makes the socket)
+CONTROL_DIR_MAX = 64
 
 
 class Peer:
@@ -72,12 +75,17 @@ class Peer:
         """Share one SSH connection among the calls made until ``__exit__`` (one handshake, not one a call).
 
         The connection's control socket lives in a new directory that only this
-        user can enter; ``__exit__`` stops the connection and removes it.
+        user can enter, beside the log of ssh (the connection, once in the
+        background, says there why it ended); ``__exit__`` stops the connection
+        and removes the directory.
         """
         try:
             self.control = tempfile.mkdtemp(prefix='stratum-ssh-', dir='/tmp' if os.path.isdir('/tmp') else None)
         except OSError:
             self.control = None  # each call makes its own connection
+        if self.control is not None and len(self.control) > CONTROL_DIR_MAX:
+            shutil.rmtree(self.control, ignore_errors=True)
+            self.control = None
         return self
 
     def __exit__(self, *exc):
@@ -98,7 +106,7 @@ class Peer:
                 '-o', 'ServerAliveCountMax=4', '-p', str(self.port), '-l', self.user]
         if self.control:
             argv += ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s/m' % self.control,
-                     '-o', 'ControlPersist=%d' % CONTROL_PERSIST]
+                     '-o', 'ControlPersist=%d' % CONTROL_PERSIST, '-E', '%s/log' % self.control]
         if not stdin:
             argv.append('-n')
         if self.key:
@@ -110,19 +118,39 @@ class Peer:
 
     def call(self, words):
         """Run a receiver verb that reads no data; return its answer."""
+        mark = self.log_mark()
         result = self.runner.run(self.argv(words, stdin=False), check=False)
-        return self._answer(result.rc, result.stdout, result.stderr, words)
+        return self._answer(result.rc, result.stdout, result.stderr + self.logged(mark), words)
 
     def push(self, words, stream):
         """Run a receiver verb with ``stream`` (a binary file) as its input; return ``(answer, bytes sent)``."""
+        mark = self.log_mark()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=out, stderr=err)
             sent = relay(stream, process.stdin)  # a receiver that stops reading says why in its answer
             rc = process.wait()
             out.seek(0)
             err.seek(0)
-            return self._answer(rc, out.read().decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'),
-                                words, sent), sent
+            return self._answer(rc, out.read().decode('utf-8', 'replace'),
+                                err.read().decode('utf-8', 'replace') + self.logged(mark), words, sent), sent
+
+    def log_mark(self):
+        """Where the ssh log of a shared connection ends now (0 without one)."""
+        try:
+            return os.path.getsize(os.path.join(self.control, 'log')) if self.control else 0
+        except OSError:
+            return 0
+
+    def logged(self, mark):
+        """What ssh logged since ``mark`` (its errors, and why a shared connection ended), as text."""
+        if not self.control:
+            return ''
+        try:
+            with open(os.path.join(self.control, 'log'), 'rb') as handle:  # in our own directory: no one else's
+                handle.seek(mark)
+                return handle.read(1 << 16).decode('utf-8', 'replace')
+        except OSError:
+            return ''
 
     def _answer(self, rc, stdout, stderr, words, sent=None):
         lines = [line for line in stdout.splitlines() if line.strip()]

@@ -16,8 +16,9 @@ description:
     the receiver that the C(stratum.storage.replication) role installs (C(stratum-receiver)); the data goes from
     host to host and never through the controller. The calls of one run (reading the target, sending, deleting)
     share one SSH connection, whose control socket is in a new directory under C(/tmp) that only the user of the
-    task can enter; the connection is stopped and the directory removed when the run ends (should the run be
-    killed, the idle connection ends by itself after a minute).
+    task can enter; the connection is stopped and the directory removed when the run ends. Should the run be
+    killed, the idle connection ends by itself after a minute and leaves the empty directory
+    (C(/tmp/stratum-ssh-*)).
   - >-
     It sends from the newest snapshot that both sides hold with the same identity (the ZFS guid, the LV UUID, the
     nfs snapshot UUID), never a match by name alone. A target volume that does not exist yet receives everything. A target volume that exists without

@@ -178,6 +178,7 @@ def test_the_calls_of_one_run_share_one_connection_that_is_closed_after():
         assert stat.S_IMODE(os.lstat(control).st_mode) == 0o700 and os.path.dirname(control) == '/tmp'
         assert ['-o', 'ControlMaster=auto', '-o', 'ControlPath=%s/m' % control] == argv[argv.index('-l') + 2:][:4]
         assert 'ControlPersist=60' in argv and argv[-2:] == ['dr1', 'info zfs tank/r v']
+        assert argv[argv.index('-E') + 1] == control + '/log'
         with open(os.path.join(control, 'm'), 'w'):
             pass  # where ssh keeps the connection's socket
     assert not os.path.exists(control) and peer.control is None
@@ -187,6 +188,30 @@ def test_the_calls_of_one_run_share_one_connection_that_is_closed_after():
     with Peer(runner, {'host': 'dr1'}) as unused:
         pass
     assert len(runner.ran) == 1 and unused.control is None  # no connection was made: nothing to stop
+
+
+class Dropped:
+    """A run whose shared connection ends: ssh exits 255, and only its log says why."""
+
+    def __init__(self):
+        self.peer = None
+
+    def run(self, argv, check=True):
+        if '-O' not in argv:
+            with open(self.peer.control + '/log', 'a') as log:
+                log.write('Timeout, server dr1 not responding.\n')
+        return type('Result', (), {'rc': 255, 'stdout': '', 'stderr': ''})
+
+
+def test_why_a_shared_connection_ended_comes_from_the_ssh_log():
+    runner = Dropped()
+    with Peer(runner, {'host': 'dr1'}) as peer:
+        runner.peer = peer
+        with open(peer.control + '/log', 'w') as log:
+            log.write('an older line\n')
+        with pytest.raises(StorageError, match='^The replication target root@dr1:22 cannot be reached over SSH: '
+                                               'Timeout, server dr1 not responding[.]$'):
+            peer.call(['info', 'zfs', 'tank/r', 'v'])
 
 
 def test_the_hold_is_named_after_the_target_and_stays_short():

@@ -148,3 +148,29 @@ def test_refusals_change_nothing(source, peer, scratch):
     elsewhere = run_replica(source, peer, 's2', target={'nfs': {'path': '/etc'}})
     assert elsewhere['failed'] and 'nfs /etc is not configured for receiving on this host' in elsewhere['msg']
     assert tree_state(peer) == before
+
+
+def test_a_run_shares_one_connection_and_stops_it_also_when_it_fails(source, peer, monkeypatch):
+    made, stopped = [], []
+    real_mkdtemp, real_exit = _replica.tempfile.mkdtemp, _replica.Peer.__exit__
+
+    def mkdtemp(**kwargs):
+        found = real_mkdtemp(**kwargs)
+        if kwargs.get('prefix') == 'stratum-ssh-':
+            made.append(found)
+        return found
+
+    def exit_(self, *exc):
+        stopped.append((self.control, exc[0]))
+        return real_exit(self, *exc)
+
+    monkeypatch.setattr(_replica.tempfile, 'mkdtemp', mkdtemp)
+    monkeypatch.setattr(_replica.Peer, '__exit__', exit_)
+    source.create(size='4M')
+    source.snapshot('s1')
+    assert run_replica(source, peer, 's1')['changed']
+    # the run fails after reading the target: the connection is stopped all the same
+    missing = run_replica(source, peer, 'nope')
+    assert missing['failed'] and 'Snapshot nope of volume v does not exist' in missing['msg']
+    assert [control for control, _kind in stopped] == made and len(made) == 2
+    assert stopped[1][1] is not None and not any(os.path.exists(d) for d in made)
