@@ -4,11 +4,12 @@
 
 One run reads the current state, plans the change (a pure function), and in a
 real run takes the lock, reads and plans again under it, applies the actions in
-order and returns the record read afterwards (after a delete, null without a read).
-Because the plan is computed before anything is applied, check mode reports exactly what a real run would
-do, and a run whose plan is empty issues read commands only. The calls it
-makes on a backend, and their order, are listed on ``Backend``. The backup
-repository's code is imported only by the handlers that use it.
+order and returns the record read afterwards (after a delete, null without a
+read). Because the plan is computed before anything is applied, check mode
+reports exactly what a real run would do, and a run whose plan is empty issues
+read commands only. The calls it makes on a backend, and their order, are
+listed on ``Backend``. The backup repository's code is imported only by the
+handlers that use it.
 """
 
 from __future__ import annotations

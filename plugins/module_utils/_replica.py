@@ -40,9 +40,6 @@ USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 VERBS = ('info', 'receive', 'abort', 'delete')
 #: seconds an idle shared SSH connection outlives the module, should it end without closing it
 CONTROL_PERSIST = 60
-#: the longest directory for the control socket (the kernel takes socket paths of about 107 bytes, and ssh adds
-#: a temporary suffix while it makes the socket)
-CONTROL_DIR_MAX = 64
 
 
 class Peer:
@@ -77,15 +74,13 @@ class Peer:
         The connection's control socket lives in a new directory that only this
         user can enter, beside the log of ssh (the connection, once in the
         background, says there why it ended); ``__exit__`` stops the connection
-        and removes the directory.
+        and removes the directory. The directory is in /tmp, whose short path
+        keeps the socket's within the kernel's limit (about 107 bytes).
         """
         try:
-            self.control = tempfile.mkdtemp(prefix='stratum-ssh-', dir='/tmp' if os.path.isdir('/tmp') else None)
+            self.control = tempfile.mkdtemp(prefix='stratum-ssh-', dir='/tmp')
         except OSError:
             self.control = None  # each call makes its own connection
-        if self.control is not None and len(self.control) > CONTROL_DIR_MAX:
-            shutil.rmtree(self.control, ignore_errors=True)
-            self.control = None
         return self
 
     def __exit__(self, *exc):
@@ -118,13 +113,11 @@ class Peer:
 
     def call(self, words):
         """Run a receiver verb that reads no data; return its answer."""
-        mark = self.log_mark()
         result = self.runner.run(self.argv(words, stdin=False), check=False)
-        return self._answer(result.rc, result.stdout, result.stderr + self.logged(mark), words)
+        return self._answer(result.rc, result.stdout, result.stderr + self._logged(), words)
 
     def push(self, words, stream):
         """Run a receiver verb with ``stream`` (a binary file) as its input; return ``(answer, bytes sent)``."""
-        mark = self.log_mark()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=out, stderr=err)
             sent = relay(stream, process.stdin)  # a receiver that stops reading says why in its answer
@@ -132,23 +125,18 @@ class Peer:
             out.seek(0)
             err.seek(0)
             return self._answer(rc, out.read().decode('utf-8', 'replace'),
-                                err.read().decode('utf-8', 'replace') + self.logged(mark), words, sent), sent
+                                err.read().decode('utf-8', 'replace') + self._logged(), words, sent), sent
 
-    def log_mark(self):
-        """Where the ssh log of a shared connection ends now (0 without one)."""
-        try:
-            return os.path.getsize(os.path.join(self.control, 'log')) if self.control else 0
-        except OSError:
-            return 0
-
-    def logged(self, mark):
-        """What ssh logged since ``mark`` (its errors, and why a shared connection ended), as text."""
+    def _logged(self):
+        """What ssh logged since the last call (its errors, and why a shared connection ended); the log is emptied."""
         if not self.control:
             return ''
         try:
-            with open(os.path.join(self.control, 'log'), 'rb') as handle:  # in our own directory: no one else's
-                handle.seek(mark)
-                return handle.read(1 << 16).decode('utf-8', 'replace')
+            # in our own directory, so no one else's file; ssh appends, so it writes on after the truncation
+            with open(os.path.join(self.control, 'log'), 'r+b') as handle:
+                text = handle.read(1 << 16).decode('utf-8', 'replace')
+                handle.truncate(0)
+                return text
         except OSError:
             return ''
 
