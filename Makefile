@@ -49,11 +49,12 @@ test-hosts: venv-test install
 
 # Benchmarks on one test host against community.general and the bare CLI (bench/run.py,
 # docs/testhosts.md); not part of `make test`. BENCH_SIZES: volumes per P3 play;
-# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task.
+# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task; BENCH_CASES: which of P1,P2,P3 run.
 BENCH_VENV ?= $(CURDIR)/.venv-bench
 BENCH_SIZES ?= 2,4,8
 BENCH_ROUNDS ?= 5
 BENCH_P2_ROUNDS ?= 3
+BENCH_CASES ?= P1,P2,P3
 
 $(BENCH_VENV)/bin/.bench: requirements/bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -63,7 +64,7 @@ $(BENCH_VENV)/bin/.bench: requirements/bench.txt
 
 bench-hosts: system-deps install $(BENCH_VENV)/bin/.bench
 	$(BENCH_VENV)/bin/python bench/run.py --collections $(BUILD)/collections --out $(BUILD)/bench-hosts.json \
-	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS)
+	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS) --cases $(BENCH_CASES)
 
 # Replication from testhost1 to testhost2 against a hand `zfs send -i | ssh zfs recv` and
 # syncoid, and the bytes of LVM thin and qcow2 replicas (bench/replica.py, docs/testhosts.md);

@@ -119,8 +119,22 @@ class Backend(abc.ABC):
 
     @contextmanager
     def lock(self, volumes):
-        """Exclude concurrent writers of ``volumes`` for the ``with`` body."""
+        """Exclude concurrent writers of ``volumes`` for the ``with`` body.
+
+        The ``with`` statement gets what ``lock_turns`` would have read just before
+        this run took the locks, or None.
+        """
         yield
+
+    def lock_turns(self, volumes):
+        """A value that changes whenever a run takes or lets go of a lock on ``volumes``, read without it.
+
+        The manager reads it before its first read of storage; when the locks it then
+        takes carry the same ``turns``, no run changed these volumes in between and
+        the first read stands for the read under the lock. None (the default, and
+        while a run holds one of the locks) makes the manager read again under the lock.
+        """
+        return None
 
     # -- reading ----------------------------------------------------------------------
 

@@ -330,23 +330,109 @@ def _host_lock_dir(base):
     return base
 
 
+def _host_lock_path(directory, scope, name):
+    key = '%s\0%s' % (scope, name)
+    return os.path.join(directory, hashlib.sha256(key.encode('utf-8')).hexdigest()[:32] + '.lock')
+
+
+def _read_turns(fd):
+    """The count a host lock file holds (0 for an empty or unreadable one)."""
+    try:
+        return int(os.pread(fd, 32, 0).decode('ascii').strip() or 0)
+    except (ValueError, UnicodeDecodeError):
+        return 0
+
+
+def _write_turns(fd, turns):
+    data = b'%d\n' % turns
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+class HeldLocks(ExitStack):
+    """Held locks that a ``with`` statement releases; it gets ``turns``, what the locks counted when taken."""
+
+    turns = None
+
+    def __enter__(self):
+        super().__enter__()
+        return self.turns
+
+
 def host_locks(scope, names, timeout=600, base=None):
     """Exclusive host-local locks on ``names`` within ``scope`` (a volume group, a parent dataset).
 
     For storage that only this host changes (LVM, ZFS): every run on the host that
     changes a volume takes the volume's lock, so of simultaneous runs of one change
     one makes it and the others then find it made. Locks are taken in name order,
-    so two runs that need the same two volumes cannot deadlock. Returns an
-    ``ExitStack`` that releases them.
+    so two runs that need the same two volumes cannot deadlock. Returns a
+    ``HeldLocks`` that releases them.
+
+    Each lock file counts its holders' turns: one up when a run takes it, one up when
+    the run lets it go (also when the run fails; a run killed while holding it has
+    still counted its taking). ``turns`` of the returned stack holds the counts found on
+    taking the locks, before this run's own; compared with ``host_lock_turns`` read
+    before a run's first read, equal counts mean no run on this host held these locks
+    in between.
     """
     directory = _host_lock_dir(base or HOST_LOCK_DIR)
-    stack = ExitStack()
+    stack = HeldLocks()
+    turns = []
     try:
         for name in sorted(set(names)):
-            key = '%s\0%s' % (scope, name)
-            path = os.path.join(directory, hashlib.sha256(key.encode('utf-8')).hexdigest()[:32] + '.lock')
-            stack.enter_context(file_lock(path, timeout, 'volume %s of %s' % (name, scope)))
+            path = _host_lock_path(directory, scope, name)
+            fd = stack.enter_context(file_lock(path, timeout, 'volume %s of %s' % (name, scope)))
+            found = _read_turns(fd)
+            turns.append(found)
+            try:
+                _write_turns(fd, found + 1)
+            except OSError as exc:
+                raise os_error(exc, 'Writing lock file', path)
+            stack.callback(_release_turn, fd, found + 2)
     except BaseException:
         stack.close()
         raise
+    stack.turns = tuple(turns)
     return stack
+
+
+def _release_turn(fd, turns):
+    try:
+        _write_turns(fd, turns)
+    except OSError:
+        pass  # a count not written only makes the next run read again
+
+
+def host_lock_turns(scope, names, base=None):
+    """The turn counts of the host locks on ``names``, read without taking them or making anything.
+
+    A lock that was never taken counts 0. None when a run holds one of them now (what
+    the storage shows may be half its change) or the lock directory or a lock file is
+    not as ``host_locks`` makes it: the caller then reads again under the lock.
+    """
+    directory = base or HOST_LOCK_DIR
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return tuple(0 for _name in set(names))
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        return None
+    turns = []
+    for name in sorted(set(names)):
+        try:
+            fd = open_regular(_host_lock_path(directory, scope, name), what='Lock file')
+        except (OSError, StorageError):
+            return None
+        if fd is None:
+            turns.append(0)
+            continue
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            turns.append(_read_turns(fd))
+        except OSError:
+            return None  # held by a run now
+        finally:
+            os.close(fd)
+    return tuple(turns)

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
-from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
+from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
 from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, BlockWriter, restore_into_device
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
@@ -167,6 +167,9 @@ class LvmBackend(ListingBackend):
     def lock(self, volumes):
         """Host-local locks on ``volumes``: only this host changes its volume groups."""
         return host_locks('lvm:%s' % self.vg, volumes)
+
+    def lock_turns(self, volumes):
+        return host_lock_turns('lvm:%s' % self.vg, volumes)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 """The manager: runs a module around the pure planners of ``_planner``.
 
 One run reads the current state, plans the change (a pure function), and in a
-real run takes the lock, reads and plans again under it, applies the actions in
-order and returns the record read afterwards (after a delete, null without a
-read). Because the plan is computed before anything is applied, check mode
+real run takes the lock, reads and plans again under it (unless the lock shows
+that no run held it since the first read), applies the actions in order and
+returns the record read afterwards (after a delete, null without a read). Because the plan is computed before anything is applied, check mode
 reports exactly what a real run would do, and a run whose plan is empty issues
 read commands only. The calls it makes on a backend, and their order, are
 listed on ``Backend``. The backup repository's code is imported only by the
@@ -36,11 +36,17 @@ def _creates(actions, *verbs):
 # -- applying -----------------------------------------------------------------------------
 
 def _converge(module, backend, read_and_plan, lock_names):
-    """Plan from a fresh read; in a real run, re-read and re-plan under the lock, then apply."""
+    """Plan from a fresh read; in a real run, re-read and re-plan under the lock, then apply.
+
+    The read under the lock is left out when the locks show that no run took them
+    since the first read began (``Backend.lock_turns``).
+    """
+    turns = None if module.check_mode else backend.lock_turns(lock_names)
     before, actions, predicted = read_and_plan()
     if actions and not module.check_mode:
-        with backend.lock(lock_names):
-            before, actions, predicted = read_and_plan()
+        with backend.lock(lock_names) as taken:
+            if turns is None or turns != taken:
+                before, actions, predicted = read_and_plan()
             _preflight(backend, actions)
             for action in actions:
                 action.apply(backend)

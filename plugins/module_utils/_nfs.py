@@ -30,7 +30,7 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import Ba
 from ansible_collections.stratum.storage.plugins.module_utils._errors import (
     ChainError, InUseError, InvalidInputError, StorageError)
 from ansible_collections.stratum.storage.plugins.module_utils._files import (
-    create_new, fd_path, file_lock, holder, os_error, pinned, read_json, revalidate_directory, same_file,
+    HeldLocks, create_new, fd_path, file_lock, holder, os_error, pinned, read_json, revalidate_directory, same_file,
     write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
@@ -207,7 +207,7 @@ class NfsBackend(Backend):
 
     def lock(self, volumes):
         """Exclusive locks on ``volumes``; a lock file whose volume is gone afterwards is removed."""
-        stack = ExitStack()
+        stack = HeldLocks()
         try:
             for volume in sorted(set(volumes)):
                 fd = stack.enter_context(file_lock(self._lock_path(volume), LOCK_TIMEOUT, 'volume %s' % volume,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
-from ansible_collections.stratum.storage.plugins.module_utils._files import host_locks
+from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
 from ansible_collections.stratum.storage.plugins.module_utils._mover import (
     BlockReader, relay, restore_into_device, streamed)
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
@@ -115,6 +115,9 @@ class ZfsBackend(ListingBackend):
     def lock(self, volumes):
         """Host-local locks on ``volumes``: only this host changes its pools."""
         return host_locks('zfs:%s' % self.parent, volumes)
+
+    def lock_turns(self, volumes):
+        return host_lock_turns('zfs:%s' % self.parent, volumes)
 
     # -- reading ------------------------------------------------------------------------
 

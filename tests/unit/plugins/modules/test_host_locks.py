@@ -118,3 +118,100 @@ def test_a_lock_directory_that_is_a_link_is_refused(tmp_path, monkeypatch):
     result = run_canned(snapshot, dict(zfs.ZFS, volume='v', name='new'), host)
     assert result['failed'] and 'only it can write' in result['msg'], result
     assert os.listdir(str(tmp_path / 'elsewhere')) == []
+
+
+# -- turns: what lets a run skip its read under the lock -----------------------------------
+
+def _hold_until_told(base, ready, go, release):
+    stack = _files.host_locks('zfs:tank', ['a'], base=base)
+    os.write(ready, b'x')
+    os.read(go, 1)
+    if release:
+        stack.close()
+    os._exit(0)  # without closing the stack the way a killed run leaves it
+
+
+def _holder(base, release):
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    child = multiprocessing.get_context('fork').Process(target=_hold_until_told,
+                                                        args=(base, ready_w, go_r, release))
+    child.start()
+    os.read(ready_r, 1)
+    return child, go_w
+
+
+def test_turns_count_each_taking_and_letting_go(tmp_path):
+    base = str(tmp_path / 'locks')
+    assert _files.host_lock_turns('zfs:tank', ['b', 'a'], base=base) == (0, 0)
+    assert not os.path.exists(base), 'reading the turns made the lock directory'
+    with _files.host_locks('zfs:tank', ['a', 'b'], base=base) as taken:
+        assert taken == (0, 0)
+    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base) == (2, 2)
+    with _files.host_locks('zfs:tank', ['a'], base=base) as taken:
+        assert taken == (2,)
+    with pytest.raises(RuntimeError):
+        with _files.host_locks('zfs:tank', ['a'], base=base):
+            raise RuntimeError('a failed change')
+    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base) == (6, 2)
+    assert _files.host_lock_turns('lvm:tank', ['a'], base=base) == (0,), 'another scope shares a count'
+
+
+def test_turns_unknown_while_another_run_holds_the_lock(tmp_path):
+    base = str(tmp_path / 'locks')
+    child, go = _holder(base, release=True)
+    try:
+        assert _files.host_lock_turns('zfs:tank', ['a'], base=base) is None
+    finally:
+        os.write(go, b'x')
+        child.join(10)
+    assert _files.host_lock_turns('zfs:tank', ['a'], base=base) == (2,)
+
+
+def test_a_run_killed_holding_the_lock_has_counted_its_turn(tmp_path):
+    base = str(tmp_path / 'locks')
+    child, go = _holder(base, release=False)
+    os.write(go, b'x')
+    child.join(10)
+    assert _files.host_lock_turns('zfs:tank', ['a'], base=base) == (1,)
+
+
+def test_turns_in_a_lock_directory_others_can_write_are_not_trusted(tmp_path):
+    planted = tmp_path / 'locks'
+    planted.mkdir()
+    planted.chmod(0o777)
+    assert _files.host_lock_turns('zfs:tank', ['a'], base=str(planted)) is None
+
+
+def _take_lock_in_another_process(base):
+    pid = os.fork()
+    if pid == 0:
+        _files.host_locks('zfs:%s' % zfs.PARENT, ['v'], base=base).close()
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize('between', [False, True], ids=['no-run-between', 'a-run-took-the-lock-between'])
+def test_the_read_under_the_lock_is_left_out_only_when_no_run_took_the_lock(between, tmp_path, monkeypatch):
+    base = str(tmp_path / 'locks')
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', base)
+    listed = []
+
+    def snapshot_made(argv):
+        return 0, '', ''
+
+    host = zfs.zfs_host(zfs.base_rows(), snapshot=snapshot_made)
+    plain_list = host.answers['zfs']
+
+    def zfs_command(argv):
+        if argv[1] == 'list':
+            listed.append(argv)
+            if between and len(listed) == 1:
+                _take_lock_in_another_process(base)
+        return plain_list(argv)
+
+    host.answers['zfs'] = zfs_command
+    result = run_canned(snapshot, dict(zfs.ZFS, volume='v', name='new'), host)
+    assert not result['failed'], result
+    expected = ['list', 'list', 'snapshot', 'list'] if between else ['list', 'snapshot', 'list']
+    assert [c[1] for c in host.commands] == expected

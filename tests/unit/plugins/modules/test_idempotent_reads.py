@@ -40,12 +40,14 @@ class RecordingBackend(Backend):
     name = 'nfs'
     formats = ('raw', 'qcow2')
 
-    def __init__(self, runner, config, volumes=(), snapshots=()):
+    def __init__(self, runner, config, volumes=(), snapshots=(), turns=(None, None)):
         super().__init__(runner, config)
         self.calls = []
         self.held = False
         self.volumes = list(volumes)
         self.snapshots = list(snapshots)
+        # what lock_turns reads before the first read, and what the lock finds on taking
+        self.turns_before, self.turns_taken = turns
 
     def _record(self, verb):
         self.calls.append((verb, self.held))
@@ -61,9 +63,13 @@ class RecordingBackend(Backend):
         self._record('lock')
         self.held = True
         try:
-            yield
+            yield self.turns_taken
         finally:
             self.held = False
+
+    def lock_turns(self, volumes):
+        self._record('lock_turns')
+        return self.turns_before
 
     def allocation_unit(self, volume=None):
         self._record('allocation_unit')
@@ -187,11 +193,11 @@ CASES = [
 ]
 
 
-def run_case(module, args, check, volumes, snapshots):
+def run_case(module, args, check, volumes, snapshots, turns=(None, None)):
     backends = []
 
     def factory(runner, config):
-        backends.append(RecordingBackend(runner, config, volumes, snapshots))
+        backends.append(RecordingBackend(runner, config, volumes, snapshots, turns))
         return backends[-1]
 
     with mock.patch.dict(_manager.BACKENDS, {'nfs': Registered(lambda: factory, BACKENDS['nfs'].option)}):
@@ -218,6 +224,48 @@ def test_backend_calls(case):
     first_write = next(i for i, verb in enumerate(locked) if verb in WRITES)
     assert 'read_volume' in locked[:first_write], 'the change was not planned from a read under the lock'
     assert all(held for verb, held in calls if verb in WRITES), 'a change ran outside the lock'
+
+
+#: changes that read before, under the lock and after, each with the reads it makes when the
+#: lock shows that no run held it since the first read (that read then stands for the second)
+TURN_CASES = [
+    ('snapshot-create', snapshot, dict(volume='v', name='s2'), [VOL], [SNAP], 2, ['create_snapshot']),
+    ('volume-create', volume, dict(name='n', size='2M'), [], [], 2, ['create_volume']),
+    ('volume-grow', volume, dict(name='v', size='2M'), [VOL], [SNAP], 2, ['extend_volume']),
+    ('volume-clone', volume, dict(name='n', source_volume='v'), [VOL], [], 3, ['clone_volume']),
+    ('volume-delete', volume, dict(name='v', state='absent', force=True), [VOL], [SNAP], 1, ['delete_volume']),
+]
+
+
+@pytest.mark.parametrize('case', TURN_CASES, ids=[c[0] for c in TURN_CASES])
+def test_read_under_the_lock_left_out_when_no_run_held_it(case):
+    _id, module, args, volumes, snapshots, reads, writes = case
+    result, calls = run_case(module, args, False, volumes, snapshots, turns=((4, 0), (4, 0)))
+    verbs = [verb for verb, _held in calls]
+    assert [v for v in verbs if v in WRITES] == writes
+    assert verbs.index('lock_turns') < verbs.index('read_volume'), 'the turns were read after the storage'
+    assert verbs.count('read_volume') + verbs.count('list_volumes') + verbs.count('list_snapshots') == reads, verbs
+    assert result['changed']
+
+
+@pytest.mark.parametrize('turns', [((4, 0), (6, 0)), ((4, 0), (4, 2)), (None, (4, 0)), ((4, 0), None)],
+                         ids=['taken-since', 'second-lock-taken-since', 'held-at-first-read', 'lock-without-turns'])
+@pytest.mark.parametrize('case', TURN_CASES, ids=[c[0] for c in TURN_CASES])
+def test_read_again_under_the_lock_when_a_run_may_have_held_it(case, turns):
+    _id, module, args, volumes, snapshots, reads, writes = case
+    result, calls = run_case(module, args, False, volumes, snapshots, turns=turns)
+    verbs = [verb for verb, _held in calls]
+    assert [v for v in verbs if v in WRITES] == writes
+    locked = [verb for verb, held in calls if held]
+    first_write = next(i for i, verb in enumerate(locked) if verb in WRITES)
+    assert 'read_volume' in locked[:first_write], 'the change was not planned from a read under the lock'
+    assert verbs.count('read_volume') + verbs.count('list_volumes') + verbs.count('list_snapshots') == reads + \
+        (2 if _id == 'volume-clone' else 1), verbs
+
+
+def test_check_mode_reads_no_turns():
+    _result, calls = run_case(volume, dict(name='n', size='2M'), True, [], [], turns=((4, 0), (4, 0)))
+    assert 'lock_turns' not in [verb for verb, _held in calls]
 
 
 def test_recording_backend_records_every_declared_method():
