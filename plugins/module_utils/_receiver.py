@@ -61,6 +61,19 @@ def _listed(backend, snapshots):
     return [dict(s.to_dict(), identity=backend.snapshot_identity(s)) for s in snapshots]
 
 
+def _volume_answer(volume):
+    """``volume`` as the client sees it: a clone's origin by its volume and snapshot names in this place only.
+
+    A clone of a dataset outside the configured parent is listed with the outside name
+    (ZFS ``origin``); the client learns that it is a clone, not what lies outside.
+    """
+    record = volume.to_dict()
+    if record.get('origin'):
+        origin = record['origin']
+        record['origin'] = {'volume': origin.get('volume'), 'snapshot': origin.get('snapshot')}
+    return record
+
+
 def serve(words, config, stream, runner, answer=None):
     """Answer one request (a list of words) with a dict; raise ``StorageError`` (``Refused``) otherwise.
 
@@ -79,7 +92,7 @@ def serve(words, config, stream, runner, answer=None):
     if verb == 'info':
         current, snapshots = backend.read_volume(volume)
         state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
-        return dict(state, volume=current.to_dict() if current is not None else None,
+        return dict(state, volume=_volume_answer(current) if current is not None else None,
                     snapshots=_listed(backend, snapshots))
     if verb == 'receive':
         return _receive(backend, volume, words, stream, answer, where)

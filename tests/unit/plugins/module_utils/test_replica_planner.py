@@ -341,3 +341,26 @@ def test_a_plain_zvol_stream_passes_in_either_byte_order():
         assert len(check_stream_begin(stream, '42', '9', False)) == 312 and stream.read() == b'rest'
     resumed = io.BytesIO(_begin(toguid=42, fromguid=9, payload=b'resume-state') + b'rest')
     assert check_stream_begin(resumed, '42', None, True).endswith(b'resume-state')
+
+
+def test_the_receiver_does_not_name_a_clone_origin_outside_its_place():
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    rows = [zfs.row(zfs.PARENT + '/inside', 'volume', 32 << 20, 10, origin='tank/private/secret@s9'),
+            zfs.row(zfs.PARENT + '/inside@r1', 'snapshot', 32 << 20, 11),
+            zfs.row(zfs.PARENT + '/clone', 'volume', 32 << 20, 12, origin=zfs.PARENT + '/inside@r1')]
+    host = zfs.zfs_host(rows, get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''))
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            rc, out, err = host.answers[argv[0]](argv)
+            return CommandResult(argv, rc, out, err)
+
+    config = {'zfs': [zfs.PARENT]}
+    outside = serve(['info', 'zfs', zfs.PARENT, 'inside'], config, None, CannedRunner())
+    assert outside['volume']['origin'] == {'volume': None, 'snapshot': None}
+    assert 'private' not in repr(outside) and 'secret' not in repr(outside)
+    assert [s['name'] for s in outside['snapshots']] == ['r1']
+    inside = serve(['info', 'zfs', zfs.PARENT, 'clone'], config, None, CannedRunner())
+    assert inside['volume']['origin'] == {'volume': 'inside', 'snapshot': 'r1'}
