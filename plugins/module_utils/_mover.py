@@ -23,8 +23,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
+import select
 import stat
 import struct
 import subprocess
@@ -385,6 +387,44 @@ class BlockWriter(BlockReader):
             self.write(offset, bytes(length))
 
 
+class QuietLimit(io.RawIOBase):
+    """Descriptor ``fd`` as a raw stream whose reads fail after ``seconds`` in which no byte arrived.
+
+    A receiver reads the client's stream through it (in a ``BufferedReader``): a
+    client that stays connected but sends nothing cannot hold the volume for
+    longer; the transfer is then cut as a dropped connection cuts it.
+    """
+
+    def __init__(self, fd, seconds):
+        super().__init__()
+        self.fd = fd
+        self.seconds = seconds
+
+    def readable(self):
+        return True
+
+    def fileno(self):
+        return self.fd
+
+    def wait(self):
+        """Return once ``fd`` has data or its end; raise ``StorageError`` after ``seconds`` of silence."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(self.seconds * 1000):
+            raise StorageError('No data arrived for %d s, so the transfer was cut; the next run resumes it.'
+                               % self.seconds)
+
+    def readinto(self, buffer):
+        self.wait()
+        return os.readv(self.fd, [buffer])
+
+
+def _waiter(stream):
+    """The ``wait`` of the ``QuietLimit`` under ``stream``, or None."""
+    raw = getattr(stream, 'raw', stream)
+    return raw.wait if isinstance(raw, QuietLimit) else None
+
+
 def relay(source, sink, first=b''):
     """Copy ``first``, then ``source`` (a binary stream), into ``sink`` (a process's stdin); close ``sink``.
 
@@ -392,7 +432,8 @@ def relay(source, sink, first=b''):
     pipe the kernel moves the data (``os.splice``), so it does not pass through
     Python; elsewhere, or where the kernel refuses, it is read and written in
     chunks. A sink that stops reading ends the copy quietly: the process's own
-    exit code and message say why.
+    exit code and message say why. A ``QuietLimit`` source keeps its limit on
+    silence also where the kernel moves the data.
     """
     sent = 0
     try:
@@ -410,7 +451,10 @@ def relay(source, sink, first=b''):
             sink.write(pending)
             sink.flush()  # counted once it has left this process
             sent += len(pending)
+        wait = _waiter(source)
         while fds is not None:
+            if wait is not None:
+                wait()
             try:
                 count = os.splice(fds[0], fds[1], RELAY_CHUNK)
             except OSError as exc:

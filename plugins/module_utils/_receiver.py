@@ -11,6 +11,10 @@ directory that the configuration file lists::
 
     {"zfs": ["tank/replicas"], "lvm": ["vg0/pool"], "nfs": ["/srv/replicas"]}
 
+A transfer whose client sends nothing for ``idle_seconds`` (300 unless the file
+sets it) is cut, as a dropped connection would cut it, so a silent client holds
+no volume for longer.
+
 Every request is logged to syslog (ident ``stratum-receiver``) with the
 client's address, refused ones as warnings. The answer is one JSON line:
 the result, or ``{"error": "<one sentence>"}`` with exit code 2 (refused)
@@ -20,6 +24,7 @@ or 1 (failed).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shlex
@@ -27,13 +32,16 @@ import sys
 import syslog
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
-from ansible_collections.stratum.storage.plugins.module_utils._mover import read_header, receive_blocks
+from ansible_collections.stratum.storage.plugins.module_utils._mover import (
+    RELAY_CHUNK, QuietLimit, read_header, receive_blocks)
 from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
 from ansible_collections.stratum.storage.plugins.module_utils._replica import check_target, config_of, parse_words
 from ansible_collections.stratum.storage.plugins.module_utils._runner import ProcessRunner
 
 DEFAULT_CONFIG = '/etc/stratum-storage/receiver.json'
+#: how long a client may send nothing while it transfers, unless the configuration sets ``idle_seconds``
+IDLE_SECONDS = 300
 IDENT = 'stratum-receiver'
 
 
@@ -42,18 +50,23 @@ class Refused(InvalidInputError):
 
 
 def load_config(path):
-    """The receiver's configuration: backend name -> the locations it may write."""
+    """The receiver's configuration: backend name -> the locations it may write, and ``idle_seconds``."""
     try:
         with open(path, 'rb') as handle:
             config = json.loads(handle.read().decode('utf-8'))
     except (OSError, ValueError) as exc:
         reason = getattr(exc, 'strerror', None) or exc
         raise StorageError('The receiver configuration %s cannot be read: %s.' % (path, reason))
+    idle = config.pop('idle_seconds', IDLE_SECONDS) if isinstance(config, dict) else None
     if not isinstance(config, dict) or any(name not in BACKENDS or not isinstance(places, list)
                                            or not all(isinstance(p, str) and p for p in places)
                                            for name, places in config.items()):
         raise StorageError('The receiver configuration %s must map backend names (%s) to lists of locations.'
                            % (path, ', '.join(sorted(BACKENDS))))
+    if not isinstance(idle, int) or isinstance(idle, bool) or not 1 <= idle <= 86400:
+        raise StorageError('The receiver configuration %s has idle_seconds %r; it must be a whole number of seconds '
+                           'from 1 to 86400.' % (path, idle))
+    config['idle_seconds'] = idle
     return config
 
 
@@ -182,7 +195,9 @@ def main(argv=None):
             words = shlex.split(command)
         except ValueError as exc:
             raise Refused('The request cannot be split into words: %s.' % exc)
-        answer = serve(words, load_config(args.config), sys.stdin.buffer, ProcessRunner(), sys.stdout.buffer)
+        config = load_config(args.config)
+        stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
+        answer = serve(words, config, stream, ProcessRunner(), sys.stdout.buffer)
         _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
         code = 0
     except Refused as exc:

@@ -494,13 +494,19 @@ class ZfsBackend(ListingBackend):
         begin = check_stream_begin(stream, identity, base_identity, resume)
         process = self.runner.spawn(argv + [dataset], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
-        relay(stream, process.stdin, first=begin)
+        cut = None
+        try:
+            relay(stream, process.stdin, first=begin)
+        except StorageError as exc:  # the client went silent: zfs receive has its end of stream now
+            cut = exc
         err = process.stderr.read()
         process.wait()
         self.forget()
-        if process.returncode != 0:
+        if process.returncode != 0 or cut is not None:
             if base_identity is not None and not resume and not self.replica_state(volume)['token']:
                 self.runner.run(['zfs', 'inherit', STATUS_PROPERTY, dataset], check=False)  # nothing arrived
+            if cut is not None:
+                raise cut
             lines = err.decode('utf-8', 'replace').strip().splitlines()
             raise StorageError('Receiving snapshot %s into %s failed: %s.'
                                % (snapshot, dataset, lines[-1].rstrip('.') if lines else 'the stream ended early'))

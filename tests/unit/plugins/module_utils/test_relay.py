@@ -115,3 +115,50 @@ def test_without_splice_in_os_the_bytes_are_copied(monkeypatch):
     sent, out = run_relay(process.stdout, first=b'y')
     process.wait()
     assert (sent, out) == (len(DATA) + 1, hashlib.sha256(b'y' + DATA).hexdigest())
+
+
+@pytest.mark.parametrize('kernel', [True, False], ids=['spliced', 'copied'])
+def test_a_source_silent_for_its_limit_ends_the_relay(kernel, monkeypatch):
+    import time
+    if not kernel:
+        monkeypatch.delattr(_mover.os, 'splice', raising=False)
+    client_r, client_w = os.pipe()
+    sink_r, sink_w = os.pipe()
+    os.write(client_w, b'x' * 30000)  # then the client stays connected and sends nothing
+    source = io.BufferedReader(_mover.QuietLimit(client_r, 1), _mover.RELAY_CHUNK)
+    started = time.monotonic()
+    try:
+        with pytest.raises(_mover.StorageError, match='No data arrived for 1 s, so the transfer was cut'):
+            _mover.relay(source, open(sink_w, 'wb'), first=b'head')
+        waited = time.monotonic() - started
+        assert 0.9 <= waited < 5, waited
+        assert os.read(sink_r, 200000) == b'head' + b'x' * 30000
+    finally:
+        for fd in (client_r, client_w, sink_r):
+            os.close(fd)
+
+
+def test_a_source_that_keeps_sending_is_not_cut():
+    import threading
+    import time
+    client_r, client_w = os.pipe()
+    sink_r, sink_w = os.pipe()
+
+    def client():
+        for _n in range(6):
+            os.write(client_w, b'y' * 1000)
+            time.sleep(0.4)  # under the limit each time; 2.4 s in all, over it
+        os.close(client_w)
+    writer = threading.Thread(target=client)
+    writer.start()
+    sent = _mover.relay(io.BufferedReader(_mover.QuietLimit(client_r, 1), _mover.RELAY_CHUNK), open(sink_w, 'wb'))
+    writer.join()
+    data = b''
+    while True:
+        chunk = os.read(sink_r, 100000)
+        if not chunk:
+            break
+        data += chunk
+    os.close(client_r)
+    os.close(sink_r)
+    assert sent == 6000 and data == b'y' * 6000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -129,6 +130,40 @@ def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(sour
     listed = target_snapshots(peer)
     assert listed['s1']['status'] == 'available'
     assert content(peer, listed['s1'], scratch) == source.digest('s1')
+
+
+def test_a_client_that_goes_silent_is_cut_after_idle_seconds_and_resumes(source, peer, scratch):
+    config = Path(peer).parent / 'receiver.json'
+    config.write_text(json.dumps({'nfs': [peer], 'idle_seconds': 1}))
+    source.create(size='4M')
+    for n in range(4):
+        source.write(0x40 + n, '%dk' % (n * 1024), '1M')
+    source.snapshot('s1')
+    real_write = _mover.Counted.write
+    stalled = []
+
+    def stall(self, data):
+        if self.count > 2 * MiB and not stalled:
+            stalled.append(time.monotonic())
+            time.sleep(4)  # connected, sending nothing
+        real_write(self, data)
+    with mock.patch.object(_mover.Counted, 'write', stall):
+        failed = run_replica(source, peer, 's1')
+    assert stalled and failed['failed'], failed
+    assert 'No data arrived for 1 s, so the transfer was cut' in failed['msg'], failed['msg']
+    assert target_snapshots(peer)['s1']['status'] == 'inbound'
+    resumed = run_replica(source, peer, 's1')
+    assert not resumed.get('failed'), resumed
+    assert resumed['replica']['details']['resumed'] and resumed['replica']['status'] == 'available', resumed
+    assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+
+
+@pytest.mark.parametrize('idle', [0, -5, 86401, 2.5, '60', True])
+def test_a_bad_idle_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, idle):
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'nfs': [str(tmp_path)], 'idle_seconds': idle}))
+    with pytest.raises(_receiver.StorageError, match='must be a whole number of seconds from 1 to 86400'):
+        _receiver.load_config(str(config))
 
 
 def test_refusals_change_nothing(source, peer, scratch):
