@@ -31,6 +31,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import StorageError
@@ -214,7 +215,9 @@ def streamed(runner, argv, what):
 #   source -> target  a JSON header line: {"size": N, "ranges": [[offset, length], ...] or null, "hashes": bool}
 #   target -> source  with "hashes": b"H", the number of clusters (8 bytes, big-endian), and the SHA-256 of
 #                     each 64 KiB cluster of the ranges as the destination holds them now
-#   source -> target  records: offset (8 bytes), length (4), kind (1): 0 data (the bytes follow), 1 zeros;
+#   source -> target  records: offset (8 bytes), length (4), kind (1): 0 data (the bytes follow), 1 zeros,
+#                     3 nothing (offset 0, length 0: the source is still comparing, sent at least every
+#                     KEEPALIVE_SECONDS so that a target's limit on silence does not cut it);
 #                     the end: offset 2**64-1, length 0, kind 2, and the SHA-256 of the ranges' content
 # The target then reads the ranges back and compares that digest before it answers.
 
@@ -222,7 +225,9 @@ RECORD = struct.Struct('>QIB')
 #: ranges a header may list (a change set is merged into whole clusters first)
 MAX_RANGES = 1 << 20
 END = (1 << 64) - 1
-DATA, ZEROS, FINISH = 0, 1, 2
+DATA, ZEROS, FINISH, KEEPALIVE = 0, 1, 2, 3
+#: the longest a source keeps the target waiting without a byte while it compares clusters
+KEEPALIVE_SECONDS = 10
 
 
 class PeerStopped(StorageError):
@@ -262,7 +267,13 @@ def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
         theirs = _read_exactly(wire_in, count * 32, 'list of checksums of the target')
     total = hashlib.sha256()
     index = 0
+    flushed = time.monotonic()
     for offset, length in _pieces(spans):
+        if time.monotonic() - flushed >= KEEPALIVE_SECONDS:  # what is buffered goes now, and a sign of life
+            wire_out.write(RECORD.pack(0, 0, KEEPALIVE))
+            wire_out.flush()
+            sent += RECORD.size
+            flushed = time.monotonic()
         data = reader.read(offset, length)
         total.update(data)
         for at in range(0, length, CLUSTER):
@@ -320,6 +331,8 @@ def receive_blocks(image, header, wire_in, wire_out):
         if kind == FINISH:
             digest_sent = _read_exactly(wire_in, 32, 'block stream')
             break
+        if kind == KEEPALIVE and offset == 0 and length == 0:
+            continue
         if kind not in (DATA, ZEROS) or length > CLUSTER or offset % CLUSTER or offset + length > size:
             raise StorageError('The block stream holds a record out of bounds (offset %d, length %d).'
                                % (offset, length))

@@ -158,6 +158,40 @@ def test_a_client_that_goes_silent_is_cut_after_idle_seconds_and_resumes(source,
     assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
 
 
+@pytest.mark.parametrize('keepalive', [0.5, 100], ids=['signs-of-life', 'no-sign-of-life'])
+def test_a_source_comparing_for_long_sends_signs_of_life(source, peer, scratch, monkeypatch, keepalive):
+    """A resume compares clusters by checksum: a long stretch the target holds already sends nothing."""
+    source.create(size='4M')
+    for n in range(4):
+        source.write(0x50 + n, '%dk' % (n * 1024), '1M')
+    source.snapshot('s1')
+    real_write = _mover.Counted.write
+
+    def cut(self, data):
+        if self.count > 2 * MiB:
+            raise BrokenPipeError(32, 'Broken pipe')
+        real_write(self, data)
+    with mock.patch.object(_mover.Counted, 'write', cut):
+        assert run_replica(source, peer, 's1')['failed']
+    (Path(peer).parent / 'receiver.json').write_text(json.dumps({'nfs': [peer], 'idle_seconds': 2}))
+    real_pieces = _mover._pieces
+
+    def slow_pieces(ranges):
+        for n, piece in enumerate(real_pieces(ranges)):
+            if n < 2:
+                time.sleep(1.5)  # reading and comparing what the target has already
+            yield piece
+    monkeypatch.setattr(_mover, '_pieces', slow_pieces)
+    monkeypatch.setattr(_mover, 'KEEPALIVE_SECONDS', keepalive)
+    resumed = run_replica(source, peer, 's1')
+    if keepalive > 2:
+        assert resumed['failed'] and 'No data arrived for 2 s' in resumed['msg'], resumed
+        return
+    assert not resumed.get('failed'), resumed
+    assert resumed['replica']['details']['resumed'] and resumed['replica']['status'] == 'available', resumed
+    assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+
+
 @pytest.mark.parametrize('idle', [0, -5, 86401, 2.5, '60', True])
 def test_a_bad_idle_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, idle):
     config = tmp_path / 'receiver.json'
