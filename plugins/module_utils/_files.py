@@ -336,21 +336,23 @@ def _host_lock_path(directory, scope, name):
 
 
 def _read_turns(fd):
-    """The count a host lock file holds (0 for an empty or unreadable one)."""
-    try:
-        return int(os.pread(fd, 32, 0).decode('ascii').strip() or 0)
-    except (ValueError, UnicodeDecodeError):
-        return 0
+    """The mark a host lock file holds: its first ``TURN_WIDTH`` bytes ('' for a new or emptied file)."""
+    return os.pread(fd, TURN_WIDTH, 0).decode('ascii', 'replace')
 
 
-def _write_turns(fd, turns):
-    data = b'%d\n' % turns
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+def _write_turns(fd):
+    """Write a fresh random mark over the old one (same width, never truncated first)."""
+    os.pwrite(fd, os.urandom(TURN_WIDTH // 2).hex().encode('ascii'), 0)
+
+
+#: bytes of the random mark a host lock file holds
+TURN_WIDTH = 32
+#: host lock files this process holds now (reading their marks would drop its POSIX lock)
+_HELD = set()
 
 
 class HeldLocks(ExitStack):
-    """Held locks that a ``with`` statement releases; it gets ``turns``, what the locks counted when taken."""
+    """Held locks that a ``with`` statement releases; it gets ``turns``, the marks the locks held when taken."""
 
     turns = None
 
@@ -368,12 +370,13 @@ def host_locks(scope, names, timeout=600, base=None):
     so two runs that need the same two volumes cannot deadlock. Returns a
     ``HeldLocks`` that releases them.
 
-    Each lock file counts its holders' turns: one up when a run takes it, one up when
-    the run lets it go (also when the run fails; a run killed while holding it has
-    still counted its taking). ``turns`` of the returned stack holds the counts found on
-    taking the locks, before this run's own; compared with ``host_lock_turns`` read
-    before a run's first read, equal counts mean no run on this host held these locks
-    in between.
+    Each lock file holds a random mark that a run replaces when it takes the lock and
+    again when it lets it go (also when the run fails; a run killed while holding it has
+    still replaced it on taking). ``turns`` of the returned stack holds the marks found
+    on taking the locks, before this run's own; equal to what ``host_lock_turns`` read
+    before a run's first read, they mean no run on this host held these locks in
+    between. A mark is written over the old one at the same width, so no failure leaves
+    an earlier value behind.
     """
     directory = _host_lock_dir(base or HOST_LOCK_DIR)
     stack = HeldLocks()
@@ -382,13 +385,14 @@ def host_locks(scope, names, timeout=600, base=None):
         for name in sorted(set(names)):
             path = _host_lock_path(directory, scope, name)
             fd = stack.enter_context(file_lock(path, timeout, 'volume %s of %s' % (name, scope)))
-            found = _read_turns(fd)
-            turns.append(found)
+            _HELD.add(path)
+            stack.callback(_HELD.discard, path)
+            turns.append(_read_turns(fd))
             try:
-                _write_turns(fd, found + 1)
+                _write_turns(fd)
             except OSError as exc:
                 raise os_error(exc, 'Writing lock file', path)
-            stack.callback(_release_turn, fd, found + 2)
+            stack.callback(_release_turn, fd)
     except BaseException:
         stack.close()
         raise
@@ -396,37 +400,41 @@ def host_locks(scope, names, timeout=600, base=None):
     return stack
 
 
-def _release_turn(fd, turns):
+def _release_turn(fd):
     try:
-        _write_turns(fd, turns)
+        _write_turns(fd)
     except OSError:
-        pass  # a count not written only makes the next run read again
+        pass  # the mark written on taking differs from any read before it
 
 
 def host_lock_turns(scope, names, base=None):
-    """The turn counts of the host locks on ``names``, read without taking them or making anything.
+    """The marks of the host locks on ``names``, read without taking them or making anything.
 
-    A lock that was never taken counts 0. None when a run holds one of them now (what
-    the storage shows may be half its change) or the lock directory or a lock file is
-    not as ``host_locks`` makes it: the caller then reads again under the lock.
+    A lock file that does not exist reads as ''. None when a run holds one of them now
+    (what the storage shows may be half its change), when this process holds one (its
+    POSIX lock would be dropped by reading), or when the lock directory or a lock file
+    is not as ``host_locks`` makes it: the caller then reads again under the lock.
     """
     directory = base or HOST_LOCK_DIR
     try:
         info = os.lstat(directory)
     except FileNotFoundError:
-        return tuple(0 for _name in set(names))
+        return tuple('' for _name in set(names))
     except OSError:
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
         return None
     turns = []
     for name in sorted(set(names)):
+        path = _host_lock_path(directory, scope, name)
+        if path in _HELD:
+            return None
         try:
-            fd = open_regular(_host_lock_path(directory, scope, name), what='Lock file')
+            fd = open_regular(path, what='Lock file')
         except (OSError, StorageError):
             return None
         if fd is None:
-            turns.append(0)
+            turns.append('')
             continue
         try:
             fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -35,13 +35,14 @@ def _creates(actions, *verbs):
 
 # -- applying -----------------------------------------------------------------------------
 
-def _converge(module, backend, read_and_plan, lock_names):
+def _converge(module, backend, read_and_plan, lock_names, reuse=True):
     """Plan from a fresh read; in a real run, re-read and re-plan under the lock, then apply.
 
-    The read under the lock is left out when the locks show that no run took them
-    since the first read began (``Backend.lock_turns``).
+    With ``reuse``, the read under the lock is left out when the locks show that no
+    run took them since the first read began (``Backend.lock_turns``); a plan that
+    also reads what these locks do not cover (a backup repository) passes False.
     """
-    turns = None if module.check_mode else backend.lock_turns(lock_names)
+    turns = None if module.check_mode or not reuse else backend.lock_turns(lock_names)
     before, actions, predicted = read_and_plan()
     if actions and not module.check_mode:
         with backend.lock(lock_names) as taken:
@@ -127,7 +128,7 @@ def ensure_volume(module, backend):
         return current, actions, predicted
 
     locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] and not restore else [])
-    before, actions, predicted = _converge(module, backend, read_and_plan, locks)
+    before, actions, predicted = _converge(module, backend, read_and_plan, locks, reuse=not restore)
     # a delete that went through leaves nothing to read back
     after = predicted if module.check_mode or not actions or predicted is None \
         else backend.read_volume(desired['name'])[0]

@@ -216,8 +216,9 @@ def streamed(runner, argv, what):
 #   target -> source  with "hashes": b"H", the number of clusters (8 bytes, big-endian), and the SHA-256 of
 #                     each 64 KiB cluster of the ranges as the destination holds them now
 #   source -> target  records: offset (8 bytes), length (4), kind (1): 0 data (the bytes follow), 1 zeros,
-#                     3 nothing (offset 0, length 0: the source is still comparing, sent at least every
-#                     KEEPALIVE_SECONDS so that a target's limit on silence does not cut it);
+#                     3 nothing (offset 0, length 0: the source is still comparing; sent to a target whose
+#                     info answer has "keepalive", when nothing else was for KEEPALIVE_SECONDS, so that
+#                     the target's limit on silence does not cut it);
 #                     the end: offset 2**64-1, length 0, kind 2, and the SHA-256 of the ranges' content
 # The target then reads the ranges back and compares that digest before it answers.
 
@@ -247,10 +248,12 @@ def _read_exactly(stream, length, what):
     return data
 
 
-def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
+def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None, keepalive=False):
     """Send ``reader`` over ``ranges`` (None: all of it); with ``hashes``, only clusters the target lacks.
 
-    Returns the number of bytes written to ``wire_out``.
+    ``keepalive``: the target takes KEEPALIVE records (its ``info`` says so); one is sent
+    when nothing else was for ``KEEPALIVE_SECONDS``. Returns the number of bytes
+    written to ``wire_out``.
     """
     spans = aligned([(0, size)] if ranges is None else ranges, size)
     header = json.dumps({'size': size, 'ranges': None if ranges is None else spans, 'hashes': bool(hashes),
@@ -267,13 +270,14 @@ def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
         theirs = _read_exactly(wire_in, count * 32, 'list of checksums of the target')
     total = hashlib.sha256()
     index = 0
-    flushed = time.monotonic()
+    flushed, quiet = time.monotonic(), True
     for offset, length in _pieces(spans):
-        if time.monotonic() - flushed >= KEEPALIVE_SECONDS:  # what is buffered goes now, and a sign of life
-            wire_out.write(RECORD.pack(0, 0, KEEPALIVE))
+        if keepalive and time.monotonic() - flushed >= KEEPALIVE_SECONDS:  # what is buffered goes now
+            if quiet:  # nothing since the last time: a sign of life
+                wire_out.write(RECORD.pack(0, 0, KEEPALIVE))
+                sent += RECORD.size
             wire_out.flush()
-            sent += RECORD.size
-            flushed = time.monotonic()
+            flushed, quiet = time.monotonic(), True
         data = reader.read(offset, length)
         total.update(data)
         for at in range(0, length, CLUSTER):
@@ -282,6 +286,7 @@ def send_blocks(reader, size, ranges, wire_out, wire_in, hashes, created=None):
             index += 1
             if mine:
                 continue
+            quiet = False
             if piece.count(0) == len(piece):
                 wire_out.write(RECORD.pack(offset + at, len(piece), ZEROS))
                 sent += RECORD.size

@@ -96,7 +96,7 @@ def serve(words, config, stream, runner, answer=None):
         verb, kind, location, volume = parse_words(words)[:4]
     except InvalidInputError as exc:
         raise Refused(exc.message)
-    if location not in (config.get(kind) or []):
+    if kind not in BACKENDS or location not in (config.get(kind) or []):
         raise Refused('%s %s is not configured for receiving on this host.' % (kind, location))
     backend = BACKENDS[kind].backend(runner, config_of(kind, location))
     backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
@@ -105,7 +105,8 @@ def serve(words, config, stream, runner, answer=None):
     if verb == 'info':
         current, snapshots = backend.read_volume(volume)
         state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
-        return dict(state, volume=_volume_answer(current) if current is not None else None,
+        # keepalive: this receiver skips KEEPALIVE records in a block stream (older ones refuse them)
+        return dict(state, keepalive=True, volume=_volume_answer(current) if current is not None else None,
                     snapshots=_listed(backend, snapshots))
     if verb == 'receive':
         return _receive(backend, volume, words, stream, answer, where)

@@ -430,7 +430,8 @@ def send_block_replica(backend, peer, words, chain, snapshot, plan, info):
         process = peer.runner.spawn(peer.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         wire = Counted(process.stdin)
         try:
-            send_blocks(reader, snapshot.size, ranges, wire, process.stdout, hashes, created=snapshot.created)
+            send_blocks(reader, snapshot.size, ranges, wire, process.stdout, hashes, created=snapshot.created,
+                        keepalive=bool(info.get('keepalive')))
         except (BrokenPipeError, PeerStopped):
             pass  # the receiver stopped reading, or the connection was cut: its answer (or none) says why
         except BaseException:

@@ -484,6 +484,7 @@ class ZfsBackend(ListingBackend):
         """
         dataset = self._dataset(volume)
         argv = ['zfs', 'receive', '-s', '-u']
+        begin = check_stream_begin(stream, identity, base_identity, resume)  # before any mark: it may not come
         if resume:
             pass
         elif base_identity is None:
@@ -491,7 +492,6 @@ class ZfsBackend(ListingBackend):
         else:
             self._zfs(['set', '%s=%s%s' % (STATUS_PROPERTY, RECEIVING_PREFIX, snapshot), dataset],
                       error='Marking zvol %s as receiving failed' % dataset)
-        begin = check_stream_begin(stream, identity, base_identity, resume)
         process = self.runner.spawn(argv + [dataset], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
         cut = None

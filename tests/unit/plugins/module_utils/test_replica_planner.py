@@ -253,7 +253,7 @@ class Image:
         self.data[offset:offset + length] = bytes(length)
 
 
-def _stream(source, size, ranges, hashes=False, target=None):
+def _stream(source, size, ranges, hashes=False, target=None, keepalive=False):
     """Run send_blocks into a buffer (answering the checksum request from ``target``) and return the bytes."""
     import io
     from ansible_collections.stratum.storage.plugins.module_utils._mover import CLUSTER, send_blocks
@@ -264,7 +264,7 @@ def _stream(source, size, ranges, hashes=False, target=None):
         sums = [hashlib.sha256(target.read(at, CLUSTER)).digest() for at in range(0, size, CLUSTER)]
         answer = io.BufferedReader(io.BytesIO(b'H' + struct.pack('>Q', len(sums)) + b''.join(sums)))
     out = io.BytesIO()
-    send_blocks(source, size, ranges, out, answer, hashes)
+    send_blocks(source, size, ranges, out, answer, hashes, keepalive=keepalive)
     return out.getvalue()
 
 
@@ -364,3 +364,68 @@ def test_the_receiver_does_not_name_a_clone_origin_outside_its_place():
     assert [s['name'] for s in outside['snapshots']] == ['r1']
     inside = serve(['info', 'zfs', zfs.PARENT, 'clone'], config, None, CannedRunner())
     assert inside['volume']['origin'] == {'volume': 'inside', 'snapshot': 'r1'}
+
+
+def _kinds(stream):
+    """The record kinds of a block stream (after its header), in order."""
+    from ansible_collections.stratum.storage.plugins.module_utils._mover import DATA, FINISH, RECORD
+    at, kinds = stream.index(b'\n') + 1, []
+    while True:
+        offset, length, kind = RECORD.unpack_from(stream, at)
+        kinds.append(kind)
+        at += RECORD.size + (length if kind == DATA else 0)
+        if kind == FINISH:
+            return kinds
+
+
+@pytest.mark.parametrize('offered', [True, False], ids=['receiver-takes-them', 'older-receiver'])
+def test_signs_of_life_only_while_nothing_else_goes_and_only_to_a_receiver_that_takes_them(offered, monkeypatch):
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils import _mover
+    monkeypatch.setattr(_mover, 'KEEPALIVE_SECONDS', 0)
+    size = 4 << 20
+    same = Image(size, fill=7)
+    quiet = _stream(same, size, None, hashes=True, target=Image(size, fill=7), keepalive=offered)
+    kinds = _kinds(quiet)
+    assert kinds.count(_mover.KEEPALIVE) == (4 if offered else 0), kinds  # one before each MiB read
+    busy = _kinds(_stream(same, size, None, hashes=True, target=Image(size, fill=1), keepalive=offered))
+    # (with a limit of 0 s one goes before the first MiB, before anything else could)
+    assert _mover.KEEPALIVE not in busy[1:] and busy.count(_mover.DATA) == 64, busy
+    target = Image(size, fill=7)
+    wire = io.BufferedReader(io.BytesIO(quiet))
+    assert _mover.receive_blocks(target, _mover.read_header(wire), wire, io.BytesIO()) == (0, 0)
+    hostile = quiet.replace(_mover.RECORD.pack(0, 0, _mover.KEEPALIVE), _mover.RECORD.pack(0, 5, _mover.KEEPALIVE))
+    if offered:
+        wire = io.BufferedReader(io.BytesIO(hostile))
+        with pytest.raises(StorageError, match='record out of bounds'):
+            _mover.receive_blocks(target, _mover.read_header(wire), wire, io.BytesIO())
+
+
+def test_a_request_naming_no_backend_is_refused(tmp_path):
+    import json
+    from ansible_collections.stratum.storage.plugins.module_utils import _receiver
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'zfs': ['tank/r'], 'idle_seconds': 60}))
+    with pytest.raises(_receiver.Refused, match='idle_seconds tank/r is not configured'):
+        _receiver.serve(['info', 'idle_seconds', 'tank/r', 'v'], _receiver.load_config(str(config)), None, None)
+
+
+def test_a_zfs_stream_that_does_not_begin_leaves_no_mark():
+    """A client silent (or wrong) before its first record: refused before the zvol is marked receiving."""
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    host = zfs.zfs_host(zfs.base_rows(), get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
+                        set=lambda argv: (0, '', ''))
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            host.commands.append(list(argv))
+            rc, out, err = host.answers[argv[0]](argv)
+            return CommandResult(argv, rc, out, err)
+
+    words = ['receive', 'zfs', zfs.PARENT, 'v', 's3', '1013', '1012', 'new']
+    with pytest.raises(StorageError, match='ended before its first record'):
+        serve(words, {'zfs': [zfs.PARENT]}, io.BufferedReader(io.BytesIO(b'\0' * 20)), CannedRunner())
+    assert [argv[1] for argv in host.commands] == ['list', 'get'], host.commands

@@ -141,23 +141,29 @@ def _holder(base, release):
     return child, go_w
 
 
-def test_turns_count_each_taking_and_letting_go(tmp_path):
+def test_marks_change_with_each_taking_and_letting_go(tmp_path):
     base = str(tmp_path / 'locks')
-    assert _files.host_lock_turns('zfs:tank', ['b', 'a'], base=base) == (0, 0)
-    assert not os.path.exists(base), 'reading the turns made the lock directory'
+    first = _files.host_lock_turns('zfs:tank', ['b', 'a'], base=base)
+    assert first == ('', '')
+    assert not os.path.exists(base), 'reading the marks made the lock directory'
     with _files.host_locks('zfs:tank', ['a', 'b'], base=base) as taken:
-        assert taken == (0, 0)
-    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base) == (2, 2)
+        assert taken == first
+        assert _files.host_lock_turns('zfs:tank', ['a'], base=base) is None, 'read a lock this process holds'
+    after = _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base)
+    assert after[0] != '' and after[1] != '' and after[0] != after[1]
+    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base) == after, 'reading changed a mark'
     with _files.host_locks('zfs:tank', ['a'], base=base) as taken:
-        assert taken == (2,)
+        assert taken == after[:1]
+    again = _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base)
+    assert again[0] != after[0] and again[1] == after[1]
     with pytest.raises(RuntimeError):
         with _files.host_locks('zfs:tank', ['a'], base=base):
             raise RuntimeError('a failed change')
-    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base) == (6, 2)
-    assert _files.host_lock_turns('lvm:tank', ['a'], base=base) == (0,), 'another scope shares a count'
+    assert _files.host_lock_turns('zfs:tank', ['a', 'b'], base=base)[0] != again[0]
+    assert _files.host_lock_turns('lvm:tank', ['a'], base=base) == ('',), 'another scope shares a mark'
 
 
-def test_turns_unknown_while_another_run_holds_the_lock(tmp_path):
+def test_marks_unknown_while_another_run_holds_the_lock(tmp_path):
     base = str(tmp_path / 'locks')
     child, go = _holder(base, release=True)
     try:
@@ -165,15 +171,30 @@ def test_turns_unknown_while_another_run_holds_the_lock(tmp_path):
     finally:
         os.write(go, b'x')
         child.join(10)
-    assert _files.host_lock_turns('zfs:tank', ['a'], base=base) == (2,)
+    assert len(_files.host_lock_turns('zfs:tank', ['a'], base=base)[0]) == _files.TURN_WIDTH
 
 
-def test_a_run_killed_holding_the_lock_has_counted_its_turn(tmp_path):
+def test_a_run_killed_holding_the_lock_has_changed_the_mark(tmp_path):
     base = str(tmp_path / 'locks')
+    before = _files.host_lock_turns('zfs:tank', ['a'], base=base)
     child, go = _holder(base, release=False)
     os.write(go, b'x')
     child.join(10)
-    assert _files.host_lock_turns('zfs:tank', ['a'], base=base) == (1,)
+    assert _files.host_lock_turns('zfs:tank', ['a'], base=base) != before
+
+
+def test_a_mark_is_written_over_the_old_one_never_emptied_first(tmp_path, monkeypatch):
+    """A run killed between emptying and writing would leave '' - the mark of a lock never taken."""
+    base = str(tmp_path / 'locks')
+    with _files.host_locks('zfs:tank', ['a'], base=base):
+        pass
+    calls = []
+    monkeypatch.setattr(_files.os, 'ftruncate', lambda *a: calls.append(a))
+    with _files.host_locks('zfs:tank', ['a'], base=base):
+        pass
+    assert calls == []
+    path = _files._host_lock_path(base, 'zfs:tank', 'a')
+    assert os.path.getsize(path) == _files.TURN_WIDTH
 
 
 def test_turns_in_a_lock_directory_others_can_write_are_not_trusted(tmp_path):

@@ -240,7 +240,7 @@ TURN_CASES = [
 @pytest.mark.parametrize('case', TURN_CASES, ids=[c[0] for c in TURN_CASES])
 def test_read_under_the_lock_left_out_when_no_run_held_it(case):
     _id, module, args, volumes, snapshots, reads, writes = case
-    result, calls = run_case(module, args, False, volumes, snapshots, turns=((4, 0), (4, 0)))
+    result, calls = run_case(module, args, False, volumes, snapshots, turns=(('m4', 'm0'), ('m4', 'm0')))
     verbs = [verb for verb, _held in calls]
     assert [v for v in verbs if v in WRITES] == writes
     assert verbs.index('lock_turns') < verbs.index('read_volume'), 'the turns were read after the storage'
@@ -248,7 +248,8 @@ def test_read_under_the_lock_left_out_when_no_run_held_it(case):
     assert result['changed']
 
 
-@pytest.mark.parametrize('turns', [((4, 0), (6, 0)), ((4, 0), (4, 2)), (None, (4, 0)), ((4, 0), None)],
+@pytest.mark.parametrize('turns', [(('m4', 'm0'), ('m6', 'm0')), (('m4', 'm0'), ('m4', 'm2')), (None, ('m4', 'm0')),
+                                   (('m4', 'm0'), None)],
                          ids=['taken-since', 'second-lock-taken-since', 'held-at-first-read', 'lock-without-turns'])
 @pytest.mark.parametrize('case', TURN_CASES, ids=[c[0] for c in TURN_CASES])
 def test_read_again_under_the_lock_when_a_run_may_have_held_it(case, turns):
@@ -264,7 +265,7 @@ def test_read_again_under_the_lock_when_a_run_may_have_held_it(case, turns):
 
 
 def test_check_mode_reads_no_turns():
-    _result, calls = run_case(volume, dict(name='n', size='2M'), True, [], [], turns=((4, 0), (4, 0)))
+    _result, calls = run_case(volume, dict(name='n', size='2M'), True, [], [], turns=(('m4', 'm0'), ('m4', 'm0')))
     assert 'lock_turns' not in [verb for verb, _held in calls]
 
 
@@ -273,3 +274,23 @@ def test_recording_backend_records_every_declared_method():
     declared = set(name for name, value in vars(Backend).items() if callable(value) and not name.startswith('_'))
     assert declared - set(vars(RecordingBackend)) == set()
     assert WRITES <= declared
+
+
+@pytest.mark.parametrize('args, reuse', [
+    (dict(name='n', size='2M'), True),
+    (dict(name='n', source_volume='v'), True),
+    (dict(name='n', source_volume='v', source_backup='b1'), False),
+], ids=['create', 'clone', 'restore'])
+def test_a_restore_always_reads_again_under_the_lock(args, reuse, monkeypatch, tmp_path):
+    """A restore plans from the backup repository too, which the volume's lock does not cover."""
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import repository
+    seen = []
+
+    def converge(module, backend, read_and_plan, lock_names, reuse=True):
+        seen.append(reuse)
+        return None, [], None
+    monkeypatch.setattr(_manager, '_converge', converge)
+    if 'source_backup' in args:
+        args = dict(args, repository=repository(str(tmp_path)))
+    run_case(volume, args, False, [VOL], [], turns=(('m4',), ('m4',)))
+    assert seen == [reuse]
