@@ -102,10 +102,11 @@ def test_full_then_incrementals_send_the_changes_and_match_the_source(source, pe
     assert sorted(target_snapshots(peer)) == ['s2']
 
 
-def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(source, peer, scratch):
+def cut_first_replica(source, peer, fill):
+    """Replicate a new 4 MiB snapshot s1 (each MiB filled from ``fill`` on), the connection cut after 2 MiB."""
     source.create(size='4M')
     for n in range(4):
-        source.write(0x30 + n, '%dk' % (n * 1024), '1M')
+        source.write(fill + n, '%dk' % (n * 1024), '1M')
     source.snapshot('s1')
     real_write = _mover.Counted.write
 
@@ -114,7 +115,11 @@ def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(sour
             raise BrokenPipeError(32, 'Broken pipe')
         real_write(self, data)
     with mock.patch.object(_mover.Counted, 'write', cut):
-        failed = run_replica(source, peer, 's1')
+        return run_replica(source, peer, 's1')
+
+
+def test_a_cut_transfer_is_listed_inbound_and_resumes_without_sending_again(source, peer, scratch):
+    failed = cut_first_replica(source, peer, 0x30)
     assert failed['failed'] and failed['bytes_sent'] > 2 * MiB, failed
     listed = target_snapshots(peer)
     assert listed['s1']['status'] == 'inbound'
@@ -161,18 +166,7 @@ def test_a_client_that_goes_silent_is_cut_after_idle_seconds_and_resumes(source,
 @pytest.mark.parametrize('keepalive', [0.5, 100], ids=['signs-of-life', 'no-sign-of-life'])
 def test_a_source_comparing_for_long_sends_signs_of_life(source, peer, scratch, monkeypatch, keepalive):
     """A resume compares clusters by checksum: a long stretch the target holds already sends nothing."""
-    source.create(size='4M')
-    for n in range(4):
-        source.write(0x50 + n, '%dk' % (n * 1024), '1M')
-    source.snapshot('s1')
-    real_write = _mover.Counted.write
-
-    def cut(self, data):
-        if self.count > 2 * MiB:
-            raise BrokenPipeError(32, 'Broken pipe')
-        real_write(self, data)
-    with mock.patch.object(_mover.Counted, 'write', cut):
-        assert run_replica(source, peer, 's1')['failed']
+    assert cut_first_replica(source, peer, 0x50)['failed']
     (Path(peer).parent / 'receiver.json').write_text(json.dumps({'nfs': [peer], 'idle_seconds': 2}))
     real_pieces = _mover._pieces
 
