@@ -360,8 +360,10 @@ def _ensure(module, backend, peer, kind, location, target_volume, volume, name):
         if actions and not module.check_mode:
             if before:
                 peer.call(['delete', kind, location, target_volume, name, before.get('identity') or '-'])
-            for snap in drop:
-                backend.release(volume, snap, tag)
+            if drop:
+                with backend.lock([volume]):  # a hold is written with the volume's other records
+                    for snap in drop:
+                        backend.release(volume, snap, tag)
         listed = [s for s in info.get('snapshots') or [] if s['name'] != name]
         return _replica_result(module, before, None, connected + actions, {}, listed)
     if current is None:

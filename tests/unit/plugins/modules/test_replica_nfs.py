@@ -10,6 +10,7 @@ only the ``ssh`` hop is left out (the test hosts run it with ssh).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -18,8 +19,8 @@ from unittest import mock
 
 import pytest
 
-from ansible_collections.stratum.storage.plugins.module_utils import _mover, _receiver, _replica
-from ansible_collections.stratum.storage.plugins.modules import replica, snapshot_info, volume, volume_info
+from ansible_collections.stratum.storage.plugins.module_utils import _mover, _nfs, _receiver, _replica
+from ansible_collections.stratum.storage.plugins.modules import replica, snapshot, snapshot_info, volume, volume_info
 from ansible_collections.stratum.storage.tests.unit.helpers import (
     image_digest, nfs_args, qemu_write, run_module, tree_state)
 from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import MiB
@@ -237,3 +238,43 @@ def test_a_run_shares_one_connection_and_stops_it_also_when_it_fails(source, pee
     assert missing['failed'] and 'Snapshot nope of volume v does not exist' in missing['msg']
     assert [control for control, _kind in stopped] == made and len(made) == 2
     assert stopped[1][1] is not None and not any(os.path.exists(d) for d in made)
+
+
+def _take_late(directory):
+    result = run_module(snapshot, nfs_args(directory, volume='v', name='late'))
+    sys.exit(0 if result['changed'] and not result.get('failed') else 1)
+
+
+def test_a_released_hold_keeps_what_a_run_wrote_meanwhile(source, peer):
+    source.create(size='1M')
+    source.snapshot('s1')
+    assert not run_replica(source, peer, 's1').get('failed')
+    assert source.snapshots()['s1']['details']['holds'] == 1
+    context = multiprocessing.get_context('fork')
+    children = []
+    real_release = _nfs.NfsBackend.release
+
+    def release(self, volume, snap, tag):
+        real_read = self._read_meta
+
+        def read_then_race(name):
+            meta = real_read(name)
+            # another run takes a snapshot of the volume while this one holds what it read
+            child = context.Process(target=_take_late, args=(source.directory,))
+            child.start()
+            child.join(3)
+            children.append(child)
+            return meta
+        with mock.patch.object(self, '_read_meta', read_then_race):
+            return real_release(self, volume, snap, tag)
+
+    with mock.patch.object(_nfs.NfsBackend, 'release', release):
+        gone = run_replica(source, peer, 's1', state='absent')
+    assert gone['changed'] and not gone.get('failed'), gone
+    assert len(children) == 1
+    children[0].join(60)
+    assert children[0].exitcode == 0
+    # the snapshot waited for the volume's lock, so neither write lost the other
+    meta = json.loads(Path(source.directory, 'volume-v.stratum.json').read_text())
+    assert meta['snapshots']['late'].get('uuid') and 'holds' not in meta['snapshots']['s1']
+    assert source.snapshots()['s1']['details']['holds'] == 0
