@@ -15,6 +15,10 @@ A transfer whose client sends nothing for ``idle_seconds`` (300 unless the file
 sets it) is cut, as a dropped connection would cut it, so a silent client holds
 no volume for longer.
 
+A ``session`` request answers as ``info`` does and then reads further requests,
+one line each, from the same connection (``Session``), so a replica needs one
+command on the target, not two.
+
 Every request is logged to syslog (ident ``stratum-receiver``) with the
 client's address, refused ones as warnings. The answer is one JSON line:
 the result, or ``{"error": "<one sentence>"}`` with exit code 2 (refused)
@@ -87,10 +91,35 @@ def _volume_answer(volume):
     return record
 
 
-def serve(words, config, stream, runner, answer=None):
+class Session:
+    """The requests of one connection that began with ``session`` (``info``, then more on the same input).
+
+    ``session`` answers as ``info`` does, with ``"session": true``; the client
+    then sends each further request as one line of words on its input (``abort``,
+    ``delete``, ``info``, and last a ``receive``, whose data follows it), or ends its
+    input. They must name the place and volume that ``session`` named. It keeps
+    what it read and the marks of the volume's lock from before it read: a ZFS
+    receive whose lock shows no run in between starts from that read.
+    """
+
+    def __init__(self):
+        self.subject = None
+        self.backend = None
+        self.turns = None
+        self.read = None
+
+    def reuse(self, taken):
+        """What ``info`` read, if the lock marks ``taken`` on taking the lock show that no run came since."""
+        if self.read is not None and self.turns is not None and taken == self.turns:
+            return self.read
+        return None
+
+
+def serve(words, config, stream, runner, answer=None, session=None):
     """Answer one request (a list of words) with a dict; raise ``StorageError`` (``Refused``) otherwise.
 
-    ``stream`` is the request's input (binary), ``answer`` where a block stream's checksums go back.
+    ``stream`` is the request's input (binary), ``answer`` where a block stream's checksums go back,
+    ``session`` the ``Session`` of the connection (None: this request is all it serves).
     """
     try:
         verb, kind, location, volume = parse_words(words)[:4]
@@ -98,18 +127,30 @@ def serve(words, config, stream, runner, answer=None):
         raise Refused(exc.message)
     if kind not in BACKENDS or location not in (config.get(kind) or []):
         raise Refused('%s %s is not configured for receiving on this host.' % (kind, location))
-    backend = BACKENDS[kind].backend(runner, config_of(kind, location))
-    backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
-    backend.connect(apply=False)
+    if session is not None and session.subject not in (None, (kind, location, volume)):
+        raise Refused('A request in a session must name the place and volume that the session named (%s %s %s).'
+                      % session.subject)
     where = '%s %s' % (kind, location)
-    if verb == 'info':
+    if session is not None and session.backend is not None:
+        backend = session.backend
+    else:
+        backend = BACKENDS[kind].backend(runner, config_of(kind, location))
+        backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
+        backend.connect(apply=False)
+    if verb in ('info', 'session'):
+        turns = backend.lock_turns([volume])
         current, snapshots = backend.read_volume(volume)
         state = backend.replica_state(volume) if current is not None else {'token': None, 'written': None}
-        # keepalive: this receiver skips KEEPALIVE records in a block stream (older ones refuse them)
-        return dict(state, keepalive=True, volume=_volume_answer(current) if current is not None else None,
+        if session is not None:
+            session.subject, session.backend = (kind, location, volume), backend
+            session.turns, session.read = turns, (current, snapshots, state)
+        # keepalive: this receiver skips KEEPALIVE records in a block stream (older ones refuse them);
+        # session: it reads the next request from this connection's input
+        return dict(state, keepalive=True, session=verb == 'session' and session is not None,
+                    volume=_volume_answer(current) if current is not None else None,
                     snapshots=_listed(backend, snapshots))
     if verb == 'receive':
-        return _receive(backend, volume, words, stream, answer, where)
+        return _receive(backend, volume, words, stream, answer, where, session)
     with backend.lock([volume]):
         if verb == 'abort':
             backend.abort_receive(volume)
@@ -130,7 +171,7 @@ def serve(words, config, stream, runner, answer=None):
         return {'deleted': name}
 
 
-def _receive(backend, volume, words, stream, answer, where):
+def _receive(backend, volume, words, stream, answer, where, session=None):
     """Receive snapshot ``words[4]``: checked under the volume's lock, the data written outside it."""
     name, identity, base, mode = words[4:8]
     if mode not in ('new', 'resume'):
@@ -156,9 +197,12 @@ def _receive(backend, volume, words, stream, answer, where):
             check_target(volume, _listed(backend, snapshots), state.get('written'), base, where)
 
     if hasattr(backend, 'receive'):  # the backend's own stream (zfs send), under the lock throughout
-        with backend.lock([volume]):
-            current, snapshots = backend.read_volume(volume)
-            check(current, snapshots, backend.replica_state(volume) if current is not None else {})
+        with backend.lock([volume]) as taken:
+            read = session.reuse(taken) if session is not None else None
+            if read is None:
+                current, snapshots = backend.read_volume(volume)
+                read = current, snapshots, backend.replica_state(volume) if current is not None else {}
+            check(*read)
             record = backend.receive(volume, name, identity, base, mode == 'resume', stream)
         return {'snapshot': _listed(backend, [record])[0]}
     header = read_header(stream)
@@ -181,6 +225,46 @@ def _log(priority, text):
         pass
 
 
+#: the longest request line that a session reads
+LINE_LIMIT = 4096
+
+
+def _next_request(stream):
+    """The words of the request that follows in a session; None at the end of the input."""
+    line = stream.readline(LINE_LIMIT + 1)
+    if not line:
+        return None
+    if len(line) > LINE_LIMIT or not line.endswith(b'\n'):
+        raise Refused('A request in a session must be one line of at most %d bytes.' % LINE_LIMIT)
+    try:
+        return shlex.split(line.decode('ascii'))
+    except (UnicodeError, ValueError) as exc:
+        raise Refused('A request in a session cannot be split into words: %s.' % exc)
+
+
+def _serve_one(words, command, client, config, stream, session):
+    """Serve one request and log it; return ``(answer, exit code)``."""
+    try:
+        if config is None:
+            raise Refused('No request: this key runs only the replication receiver, which takes a request.')
+        answer = serve(words, config, stream, ProcessRunner(), sys.stdout.buffer, session)
+        _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
+        return answer, 0
+    except Refused as exc:
+        _log(syslog.LOG_WARNING, 'refused %r from %s: %s' % (command[:300], client, exc.message))
+        return {'error': exc.message}, 2
+    except StorageError as exc:
+        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % (command[:300], client, exc.message))
+        return {'error': exc.message}, 1
+    except OSError as exc:
+        answer = {'error': 'The receiver failed: %s.' % (exc.strerror or exc)}
+        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % (command[:300], client, answer['error']))
+        return answer, 1
+    except Exception as exc:  # pylint: disable=broad-except  # the answer is always one JSON line
+        _log(syslog.LOG_ERR, 'failed %s from %s: %r' % (command[:300], client, exc))
+        return {'error': 'The receiver failed on this request (%s).' % type(exc).__name__}, 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=IDENT, description='Receives replicas; run as the forced command of a '
                                      'replication key, with the request in SSH_ORIGINAL_COMMAND.')
@@ -189,30 +273,38 @@ def main(argv=None):
     # the client's address and port: the requests of one shared connection name the same port
     client = ' port '.join((os.environ.get('SSH_CONNECTION') or 'local').split(' ')[:2])
     command = os.environ.get('SSH_ORIGINAL_COMMAND')
+    words, config, stream, session = [], None, None, Session()
     try:
-        if command is None:
-            raise Refused('No request: this key runs only the replication receiver, which takes a request.')
-        try:
+        if command is not None:
             words = shlex.split(command)
-        except ValueError as exc:
-            raise Refused('The request cannot be split into words: %s.' % exc)
-        config = load_config(args.config)
-        stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
-        answer = serve(words, config, stream, ProcessRunner(), sys.stdout.buffer)
-        _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
-        code = 0
-    except Refused as exc:
-        _log(syslog.LOG_WARNING, 'refused %r from %s: %s' % ((command or '')[:300], client, exc.message))
-        answer, code = {'error': exc.message}, 2
+            config = load_config(args.config)
+            stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
+    except ValueError as exc:
+        answer, code = {'error': 'The request cannot be split into words: %s.' % exc}, 2
+        _log(syslog.LOG_WARNING, 'refused %r from %s: %s' % (command[:300], client, answer['error']))
+        return _write(answer, code)
     except StorageError as exc:
-        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % ((command or '')[:300], client, exc.message))
-        answer, code = {'error': exc.message}, 1
-    except OSError as exc:
-        answer, code = {'error': 'The receiver failed: %s.' % (exc.strerror or exc)}, 1
-        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % ((command or '')[:300], client, answer['error']))
-    except Exception as exc:  # pylint: disable=broad-except  # the answer is always one JSON line
-        answer, code = {'error': 'The receiver failed on this request (%s).' % type(exc).__name__}, 1
-        _log(syslog.LOG_ERR, 'failed %s from %s: %r' % ((command or '')[:300], client, exc))
+        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % (command[:300], client, exc.message))
+        return _write({'error': exc.message}, 1)
+    opened = bool(words) and words[0] == 'session'
+    while True:
+        answer, code = _serve_one(words, command or '', client, config, stream, session)
+        _write(answer, code)
+        # a served session reads the next request from the input; a receive reads the input to its end
+        if code != 0 or not opened or words[0] == 'receive':
+            return code
+        try:
+            following = _next_request(stream)
+        except (Refused, StorageError) as exc:
+            _log(syslog.LOG_WARNING, 'refused a request after %r from %s: %s' % (command[:300], client, exc.message))
+            return _write({'error': exc.message}, 2)
+        if following is None:
+            return code
+        words, command = following, ' '.join(following)
+
+
+def _write(answer, code):
+    """Write ``answer`` as one JSON line; return ``code``."""
     sys.stdout.write(json.dumps(answer) + '\n')
     sys.stdout.flush()
     return code

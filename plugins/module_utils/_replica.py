@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from typing import NamedTuple, Optional
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
@@ -37,9 +38,11 @@ HOLD_MAX = 200
 HOST_RE = re.compile(r'[A-Za-z0-9_.:\[\]-]+')
 USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 #: the receiver's verbs, and what each writes on the target
-VERBS = ('info', 'receive', 'abort', 'delete')
+VERBS = ('info', 'session', 'receive', 'abort', 'delete')
 #: seconds an idle shared SSH connection outlives the module, should it end without closing it
 CONTROL_PERSIST = 60
+#: seconds a session's receiver gets to end once its client has ended the session's input
+SESSION_END_SECONDS = 60
 
 
 class Peer:
@@ -54,6 +57,7 @@ class Peer:
         self.known_hosts = config.get('known_hosts')
         self.timeout = config.get('connect_timeout') or 30
         self.control = None
+        self.opened = None  # (process, its stderr file) of the session awaiting its next request
         if not isinstance(self.host, str) or not HOST_RE.fullmatch(self.host) or self.host.startswith('-'):
             raise InvalidInputError('target.host %r is not a host name or address.' % (self.host,))
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
@@ -84,6 +88,7 @@ class Peer:
         return self
 
     def __exit__(self, *exc):
+        self._end_session()
         control, self.control = self.control, None
         if control is None:
             return False
@@ -111,21 +116,99 @@ class Peer:
         # the words travel as the one command string that the receiver splits again
         return argv + [self.host, ' '.join(shlex.quote(str(w)) for w in words)]
 
+    def session(self, words):
+        """Ask ``info`` (``words``) in a session, which keeps the receiver for the next request; return the answer.
+
+        The next ``call``, ``push`` or ``start`` goes to the same receiver process as
+        one more line on its input, so a replica starts one command on the target, not
+        two. A receiver that serves no sessions (older ones) is asked ``info`` alone.
+        """
+        process, err = self._spawn(['session'] + list(words[1:]))
+        line = process.stdout.readline()
+        answer = _json_line(line)
+        if isinstance(answer, dict) and answer.get('session') is True and not answer.get('error'):
+            self.opened = process, err
+            return answer
+        try:
+            return self._finish(process, err, ['session'] + list(words[1:]), first=line)
+        except StorageError as exc:
+            if exc.details.get('rc') == 2 and "refused: Unknown request 'session " in exc.message:
+                return self.call(words)
+            raise
+        finally:
+            _stop(process)
+            err.close()
+
     def call(self, words):
         """Run a receiver verb that reads no data; return its answer."""
+        if self.opened is not None:
+            with self.start(words) as (process, err):
+                line = process.stdout.readline()
+                answer = _json_line(line)
+                if isinstance(answer, dict) and not answer.get('error'):
+                    self.opened = process, err  # the session goes on
+                    return answer
+                return self._finish(process, err, words, first=line)
         result = self.runner.run(self.argv(words, stdin=False), check=False)
         return self._answer(result.rc, result.stdout, result.stderr + self._logged(), words)
 
     def push(self, words, stream):
         """Run a receiver verb with ``stream`` (a binary file) as its input; return ``(answer, bytes sent)``."""
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=out, stderr=err)
+        with self.start(words) as (process, err):
             sent = relay(stream, process.stdin)  # a receiver that stops reading says why in its answer
-            rc = process.wait()
-            out.seek(0)
-            err.seek(0)
-            return self._answer(rc, out.read().decode('utf-8', 'replace'),
-                                err.read().decode('utf-8', 'replace') + self._logged(), words, sent), sent
+            return self._finish(process, err, words, sent=sent), sent
+
+    @contextmanager
+    def start(self, words):
+        """A receiver serving ``words``, its input and output pipes: the session's, or a new command.
+
+        Yields ``(process, stderr file)``; ``_finish`` reads the answer. What the
+        ``with`` block leaves running is stopped when it ends, unless a ``call``
+        kept it as the session.
+        """
+        if self.opened is not None:
+            (process, err), self.opened = self.opened, None
+            try:
+                process.stdin.write((' '.join(shlex.quote(str(w)) for w in words) + '\n').encode('ascii'))
+                process.stdin.flush()
+            except BrokenPipeError:
+                pass  # the receiver ended: reading its answer says why
+        else:
+            process, err = self._spawn(words)
+        try:
+            yield process, err
+        finally:
+            if self.opened is None or self.opened[0] is not process:
+                _stop(process)
+                err.close()
+
+    def _spawn(self, words):
+        err = tempfile.TemporaryFile()
+        try:
+            return self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=err), err
+        except BaseException:
+            err.close()
+            raise
+
+    def _finish(self, process, err, words, sent=None, first=b''):
+        """End the input of ``process``, wait for it, and return its answer (or raise what it says)."""
+        try:
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        out = first + process.stdout.read()
+        rc = process.wait()
+        err.seek(0)
+        return self._answer(rc, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace') + self._logged(),
+                            words, sent)
+
+    def _end_session(self):
+        """End the input of a session that got no further request; its receiver then ends."""
+        opened, self.opened = self.opened, None
+        if opened is not None:
+            _stop(opened[0], SESSION_END_SECONDS)
+            opened[1].close()
 
     def _logged(self):
         """What ssh logged since the last call (its errors, and why a shared connection ended); the log is emptied."""
@@ -162,6 +245,33 @@ class Peer:
                                rc=rc, stderr=stderr)
         raise StorageError('The receiver on %s failed to %s (rc=%d): %s.' % (self.label, words[0], rc, reason),
                            rc=rc, stderr=stderr)
+
+
+def _json_line(line):
+    """One answer line as a dict (or None)."""
+    try:
+        answer = json.loads(line.decode('utf-8', 'replace'))
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _stop(process, wait=0):
+    """End ``process``'s input; give it ``wait`` seconds to end, then kill it."""
+    try:
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    try:
+        process.wait(wait)
+    except subprocess.TimeoutExpired:
+        pass
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for pipe in (process.stdout,):
+        if pipe is not None:
+            pipe.close()
 
 
 def target_config(target, backend_names):
@@ -291,7 +401,7 @@ def parse_words(words):
     if not words or words[0] not in VERBS:
         raise InvalidInputError('Unknown request %r; this key may only run %s.'
                                 % (' '.join(words)[:200], ', '.join(VERBS)))
-    counts = {'info': 4, 'abort': 4, 'delete': 6, 'receive': 8}
+    counts = {'info': 4, 'session': 4, 'abort': 4, 'delete': 6, 'receive': 8}
     if len(words) != counts[words[0]]:
         raise InvalidInputError('Request %s takes %d words, not %d.' % (words[0], counts[words[0]], len(words)))
     validate_name(words[3], 'volume')
@@ -342,7 +452,7 @@ def _ensure(module, backend, peer, kind, location, target_volume, volume, name):
     where = '%s %s on %s' % (kind, location, peer.label)
     connected = backend.connect(apply=not module.check_mode)
     tag = hold_tag(peer, location, target_volume)
-    info = peer.call(['info', kind, location, target_volume])
+    info = peer.session(['info', kind, location, target_volume])
     before = next((s for s in info.get('snapshots') or [] if s['name'] == name), None)
     current, chain = backend.read_volume(volume)
     snapshot = next((s for s in chain if s.name == name), None)
@@ -428,8 +538,7 @@ def send_block_replica(backend, peer, words, chain, snapshot, plan, info):
     ranges = backend.changed_ranges(base, snapshot) if base is not None else None
     hashes = plan.mode == 'resume' or (ranges is None and base is not None)
     words = words + [base_identity, 'resume' if plan.mode == 'resume' else 'new']
-    with tempfile.TemporaryFile() as err, backend.open_snapshot(snapshot) as reader:
-        process = peer.runner.spawn(peer.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    with backend.open_snapshot(snapshot) as reader, peer.start(words) as (process, err):
         wire = Counted(process.stdin)
         try:
             send_blocks(reader, snapshot.size, ranges, wire, process.stdout, hashes, created=snapshot.created,
@@ -441,16 +550,7 @@ def send_block_replica(backend, peer, words, chain, snapshot, plan, info):
                 process.kill()
                 process.wait()
                 raise
-        finally:
-            try:
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
-        out = process.stdout.read()
-        rc = process.wait()
-        err.seek(0)
-        answer = peer._answer(rc, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'), words,
-                              wire.count)
+        answer = peer._finish(process, err, words, sent=wire.count)
     return answer, wire.count, base.name if base is not None and ranges is not None else None
 
 

@@ -125,7 +125,7 @@ def test_a_snapshot_without_identity_cannot_be_replicated():
 
 @pytest.mark.parametrize('words, message', [
     ([], 'Unknown request'),
-    (['id'], "Unknown request 'id'; this key may only run info, receive, abort, delete"),
+    (['id'], "Unknown request 'id'; this key may only run info, session, receive, abort, delete"),
     (['sh', '-c', 'id'], "Unknown request 'sh -c id'"),
     (['info', 'zfs', 'tank/r'], 'Request info takes 4 words, not 3'),
     (['info', 'zfs', 'tank/r', '../etc'], "Volume name '../etc' is invalid"),
@@ -429,3 +429,38 @@ def test_a_zfs_stream_that_does_not_begin_leaves_no_mark():
     with pytest.raises(StorageError, match='ended before its first record'):
         serve(words, {'zfs': [zfs.PARENT]}, io.BufferedReader(io.BytesIO(b'\0' * 20)), CannedRunner())
     assert [argv[1] for argv in host.commands] == ['list', 'get'], host.commands
+
+
+@pytest.mark.parametrize('between', [False, True], ids=['no-run-between', 'a-run-between'])
+def test_a_zfs_receive_in_a_session_reads_again_only_after_another_run(between, tmp_path, monkeypatch):
+    """The session's info read stands for the read under the lock unless a run took the volume's lock since."""
+    import io
+    from ansible_collections.stratum.storage.plugins.module_utils import _files
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import Session, serve
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    host = zfs.zfs_host(zfs.base_rows(), get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
+                        set=lambda argv: (0, '', ''))
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            host.commands.append(list(argv))
+            rc, out, err = host.answers[argv[0]](argv)
+            return CommandResult(argv, rc, out, err)
+
+    config, session = {'zfs': [zfs.PARENT]}, Session()
+    info = serve(['session', 'zfs', zfs.PARENT, 'v'], config, None, CannedRunner(), session=session)
+    assert info['session'] is True and [s['name'] for s in info['snapshots']] == ['s1', 's2']
+    assert [argv[1] for argv in host.commands] == ['list', 'get']
+    if between:
+        with _files.host_locks('zfs:%s' % zfs.PARENT, ['v']):
+            pass
+    words = ['receive', 'zfs', zfs.PARENT, 'v', 's3', '1013', '1012', 'new']
+    with pytest.raises(StorageError, match='ended before its first record'):
+        serve(words, config, io.BufferedReader(io.BytesIO(b'\0' * 20)), CannedRunner(), session=session)
+    assert [argv[1] for argv in host.commands] == ['list', 'get'] + (['list', 'get'] if between else [])
+    # a plain info is no session, and a session serves only the place and volume it named
+    assert serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, CannedRunner())['session'] is False
+    with pytest.raises(StorageError, match='must name the place and volume that the session named'):
+        serve(['abort', 'zfs', zfs.PARENT, 'w'], config, None, CannedRunner(), session=session)

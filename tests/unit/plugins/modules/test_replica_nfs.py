@@ -278,3 +278,102 @@ def test_a_released_hold_keeps_what_a_run_wrote_meanwhile(source, peer):
     meta = json.loads(Path(source.directory, 'volume-v.stratum.json').read_text())
     assert meta['snapshots']['late'].get('uuid') and 'holds' not in meta['snapshots']['s1']
     assert source.snapshots()['s1']['details']['holds'] == 0
+
+
+def _count_commands(monkeypatch):
+    """Record the first word of each receiver command that the module starts."""
+    started = []
+    patched = _replica.Peer.argv
+
+    def argv(self, words, stdin=True):
+        started.append(words[0])
+        return patched(self, words, stdin)
+    monkeypatch.setattr(_replica.Peer, 'argv', argv)
+    return started
+
+
+def test_a_replica_starts_one_receiver_that_answers_info_then_takes_the_data(source, peer, monkeypatch):
+    started = _count_commands(monkeypatch)
+    stops = []
+    real_stop = _replica._stop
+
+    def stop(process, wait=0):
+        real_stop(process, wait)
+        stops.append(process.returncode)
+    monkeypatch.setattr(_replica, '_stop', stop)
+    source.create(size='1M')
+    source.write(0x11, 0, '256k')
+    source.snapshot('s1')
+    assert run_replica(source, peer, 's1', check=True)['changed']
+    # the session got no further request: its receiver ended by itself when the input ended (not killed)
+    assert started == ['session'] and stops == [0]
+    full = run_replica(source, peer, 's1')
+    assert not full.get('failed') and full['replica']['status'] == 'available', full
+    source.snapshot('s2')
+    incr = run_replica(source, peer, 's2')
+    assert not incr.get('failed') and incr['replica']['details']['base'] == 's1', incr
+    assert run_replica(source, peer, 's2')['changed'] is False
+    gone = run_replica(source, peer, 's1', state='absent')
+    assert gone['changed'] and sorted(target_snapshots(peer)) == ['s2']
+    # each run is one receiver command: its session answers info, then takes the receive or the delete
+    assert started == ['session'] * 5
+    assert stops == [0] * 5
+
+
+def test_a_receiver_without_sessions_is_asked_info_then_receive(source, peer, monkeypatch):
+    started = _count_commands(monkeypatch)
+    patched = _replica.Peer.argv
+
+    def older(self, words, stdin=True):
+        argv = patched(self, words, stdin)
+        # the receiver of a release before sessions: its verbs without "session"
+        argv[-1] = argv[-1].replace('import sys;', 'import sys; from ansible_collections.stratum.storage.plugins.'
+                                    'module_utils import _replica; _replica.VERBS = ("info", "receive", "abort", '
+                                    '"delete");', 1)
+        return argv
+    monkeypatch.setattr(_replica.Peer, 'argv', older)
+    source.create(size='1M')
+    source.snapshot('s1')
+    full = run_replica(source, peer, 's1')
+    assert not full.get('failed') and full['replica']['status'] == 'available', full
+    assert started == ['session', 'info', 'receive']
+
+
+def start_receiver(peer, command):
+    """The receiver as the forced command starts it, its input and output pipes."""
+    import subprocess
+    config = str(Path(peer).parent / 'receiver.json')
+    return subprocess.Popen(
+        [sys.executable, '-c', 'import sys; from ansible_collections.stratum.storage.plugins.module_utils._receiver '
+         'import main; sys.exit(main(["--config", %r]))' % config],
+        env=dict(os.environ, SSH_ORIGINAL_COMMAND=command, PYTHONPATH=ROOT),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def test_a_session_is_cut_when_its_client_stays_silent(peer):
+    (Path(peer).parent / 'receiver.json').write_text(json.dumps({'nfs': [peer], 'idle_seconds': 1}))
+    process = start_receiver(peer, 'session nfs %s v' % peer)
+    first = json.loads(process.stdout.readline())
+    assert first['session'] is True and first['volume'] is None
+    # nothing more comes, the input stays open: cut after idle_seconds
+    assert process.wait(30) == 2
+    assert 'No data arrived for 1 s' in json.loads(process.stdout.read())['error']
+
+
+@pytest.mark.parametrize('line, message', [
+    (b'x' * 5000 + b'\n', 'must be one line of at most 4096 bytes'),
+    (b'info nfs PEER other\n', 'must name the place and volume that the session named'),
+    (b'id\n', "Unknown request 'id'"),
+    (b"abort nfs PEER 'v\n", 'cannot be split into words'),
+], ids=['long', 'other-volume', 'other-verb', 'unsplittable'])
+def test_a_bad_request_in_a_session_is_refused_and_ends_it(peer, line, message):
+    process = start_receiver(peer, 'session nfs %s v' % peer)
+    assert json.loads(process.stdout.readline())['session'] is True
+    out, _err = process.communicate(line.replace(b'PEER', peer.encode()) + b'abort nfs %s v\n' % peer.encode(), 30)
+    assert process.returncode == 2
+    answers = [json.loads(text) for text in out.splitlines()]
+    assert len(answers) == 1 and message in answers[0]['error'], answers
+    # a plain info ends with its answer, whatever its input holds
+    process = start_receiver(peer, 'info nfs %s v' % peer)
+    out, _err = process.communicate(b'abort nfs %s v\n' % peer.encode(), 30)
+    assert process.returncode == 0 and len(out.splitlines()) == 1 and 'session' in json.loads(out)
