@@ -54,6 +54,8 @@ PERCENT_RE = re.compile(r'\s*(\d+(?:\.\d+)?)\s*%\s*')
 TIME_FORMAT = '%Y%m%dT%H%M%S.%fZ'
 #: the COW area of a temporary snapshot of a thick LV, in percent of the origin, unless lvm.snapshot_size is set
 TEMPORARY_COW_PERCENT = 20
+#: bytes a receive writes between two readings of how full its thin pool is
+POOL_CHECK_BYTES = 256 << 20
 THIN_DELTA_RE = re.compile(r'<(different|right_only|left_only)\s+begin="(\d+)"\s+length="(\d+)"\s*/>')
 BLOCK_SIZE_RE = re.compile(r'data_block_size="(\d+)"')
 
@@ -121,6 +123,9 @@ class LvmBackend(ListingBackend):
     #: set by the replication receiver: only the LVs of the configured thin pool (or, without one, only thick
     #: LVs) are seen, so a place configured for receiving is a boundary within the volume group
     confined = False
+    #: set by the replication receiver: a receive into the thin pool stops before the pool's data or metadata
+    #: is this full (percent), so a replica cannot fill the pool that other volumes write to
+    pool_limit = None
 
     def __init__(self, runner, config):
         super().__init__(runner, config)
@@ -540,16 +545,35 @@ class LvmBackend(ListingBackend):
         ``check(current, snapshots, state)`` runs first; the preparation and the
         completion run under the volume's lock, the data is written outside it.
         """
+        guard = self.thin_pool is not None and self.pool_limit is not None
         with self.lock([volume]):
             current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
+            if guard:
+                self._check_pool(0)
             target, fresh = self._receive_target(volume, snapshot, identity, base_identity, size, resume,
                                                  current, snapshots)
         with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
                          skip_zeros=fresh) as writer:
-            yield writer
+            yield PoolGuard(writer, self._check_pool) if guard else writer
         with self.lock([volume]):
             self._receive_done(volume, snapshot, identity, base_identity, target)
+
+    def _check_pool(self, written):
+        """Raise when the thin pool's data or metadata is ``pool_limit`` percent full or more."""
+        pool = '%s/%s' % (self.vg, self.thin_pool)
+        result = self.runner.run(['lvs', '--noheadings', '--nosuffix', '-o', 'data_percent,metadata_percent', pool],
+                                 error='Reading how full thin pool %s is failed' % pool)
+        values = [_percent(v) for v in result.stdout.split()]
+        if len(values) != 2 or None in values:
+            raise StorageError('lvs printed no data and metadata use for thin pool %s: %r.' % (pool, result.stdout[:200]))
+        part, full = max(zip(('data', 'metadata'), values), key=lambda item: item[1])
+        if full >= self.pool_limit:
+            raise StorageError('Thin pool %s is %.1f%% full (%s), at or above the receiver\'s limit of %s%%; %s'
+                               % (pool, full, part, self.pool_limit,
+                                  'nothing was received.' if not written else
+                                  'the transfer stopped after writing %d bytes and resumes on the next run once the '
+                                  'pool has room.' % written))
 
     def _receive_target(self, volume, snapshot, identity, base_identity, size, resume, current, snapshots):
         """Make (or find again) and mark the LV the stream goes to; return ``(its name, reads as zeros)``."""
@@ -634,6 +658,32 @@ class LvmBackend(ListingBackend):
                             zeroed=bool(self.thin_pool))
         self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
                     error='Marking LV %s complete failed' % self._lv(lv))
+
+
+class PoolGuard:
+    """A block stream's destination that reads how full the thin pool is every ``POOL_CHECK_BYTES`` written."""
+
+    def __init__(self, writer, check):
+        self._writer, self._check = writer, check
+        self.written = self._since = 0
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+    def _count(self, length):
+        if self._since + length > POOL_CHECK_BYTES:
+            self._check(self.written)
+            self._since = 0
+        self._since += length
+        self.written += length
+
+    def write(self, offset, data):
+        self._count(len(data))
+        self._writer.write(offset, data)
+
+    def write_zeroes(self, offset, length):
+        self._count(length)
+        self._writer.write_zeroes(offset, length)
 
 
 def parse_thin_delta(text):

@@ -13,7 +13,9 @@ directory that the configuration file lists::
 
 A transfer whose client sends nothing for ``idle_seconds`` (300 unless the file
 sets it) is cut, as a dropped connection would cut it, so a silent client holds
-no volume for longer.
+no volume for longer. A transfer into an LVM thin pool stops before the pool's
+data or metadata is ``thin_pool_max_percent`` (95 unless set) full, so a replica
+cannot fill the pool that the other thin volumes write to.
 
 A ``session`` request answers as ``info`` does and then reads further requests,
 one line each, from the same connection (``Session``), so a replica needs one
@@ -46,6 +48,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._runner import Pro
 DEFAULT_CONFIG = '/etc/stratum-storage/receiver.json'
 #: how long a client may send nothing while it transfers, unless the configuration sets ``idle_seconds``
 IDLE_SECONDS = 300
+#: how full (percent, data or metadata) a thin pool may get from a receive, unless ``thin_pool_max_percent`` is set
+THIN_POOL_MAX_PERCENT = 95
 IDENT = 'stratum-receiver'
 
 
@@ -54,7 +58,8 @@ class Refused(InvalidInputError):
 
 
 def load_config(path):
-    """The receiver's configuration: backend name -> the locations it may write, and ``idle_seconds``."""
+    """The receiver's configuration: backend name -> the locations it may write, ``idle_seconds`` and
+    ``thin_pool_max_percent``."""
     try:
         with open(path, 'rb') as handle:
             config = json.loads(handle.read().decode('utf-8'))
@@ -62,6 +67,7 @@ def load_config(path):
         reason = getattr(exc, 'strerror', None) or exc
         raise StorageError('The receiver configuration %s cannot be read: %s.' % (path, reason))
     idle = config.pop('idle_seconds', IDLE_SECONDS) if isinstance(config, dict) else None
+    pool = config.pop('thin_pool_max_percent', THIN_POOL_MAX_PERCENT) if isinstance(config, dict) else None
     if not isinstance(config, dict) or any(name not in BACKENDS or not isinstance(places, list)
                                            or not all(isinstance(p, str) and p for p in places)
                                            for name, places in config.items()):
@@ -70,7 +76,10 @@ def load_config(path):
     if not isinstance(idle, int) or isinstance(idle, bool) or not 1 <= idle <= 86400:
         raise StorageError('The receiver configuration %s has idle_seconds %r; it must be a whole number of seconds '
                            'from 1 to 86400.' % (path, idle))
-    config['idle_seconds'] = idle
+    if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= 100:
+        raise StorageError('The receiver configuration %s has thin_pool_max_percent %r; it must be a whole number '
+                           'from 1 to 100.' % (path, pool))
+    config['idle_seconds'], config['thin_pool_max_percent'] = idle, pool
     return config
 
 
@@ -136,6 +145,7 @@ def serve(words, config, stream, runner, answer=None, session=None):
     else:
         backend = BACKENDS[kind].backend(runner, config_of(kind, location))
         backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
+        backend.pool_limit = config.get('thin_pool_max_percent', THIN_POOL_MAX_PERCENT)  # LVM thin
         backend.connect(apply=False)
     if verb in ('info', 'session'):
         turns = backend.lock_turns([volume])

@@ -464,3 +464,77 @@ def test_a_zfs_receive_in_a_session_reads_again_only_after_another_run(between, 
     assert serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, CannedRunner())['session'] is False
     with pytest.raises(StorageError, match='must name the place and volume that the session named'):
         serve(['abort', 'zfs', zfs.PARENT, 'w'], config, None, CannedRunner(), session=session)
+
+
+@pytest.mark.parametrize('fullness, limit, stops_after', [
+    (['50.00 10.00'] * 8, 95, None),
+    (['96.00 10.00'], 95, 0),
+    (['50.00 10.00', '60.00 20.00', '70.00 97.50'], 95, 2),
+    (['50.00 10.00', '60.00 20.00', '70.00 97.50', '70.00 97.90'], 98, None),
+], ids=['room', 'full-before', 'metadata-fills-during', 'higher-limit'])
+def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limit, stops_after, tmp_path, monkeypatch):
+    import io
+    import json
+    from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _receiver
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_lvm_canned as lvm
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    monkeypatch.setattr(_lvm, 'POOL_CHECK_BYTES', 1 << 20)
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'lvm': ['vg0/pool'], 'thin_pool_max_percent': limit}))
+    answers, commands, made, done = list(fullness), [], [], []
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            commands.append(list(argv))
+            if 'data_percent,metadata_percent' in argv:
+                return CommandResult(argv, 0, '  %s\n' % answers.pop(0), '')
+            assert argv[0] == 'lvs', argv
+            rows = [lvm.POOL] + ([lvm.volume_lv('v', 4 << 20, segtype='thin', pool='pool', attr='Vwi-a-tz--'),
+                                  lvm.thin_snap_lv('v', 's1', 4 << 20)] if done else [])
+            return CommandResult(argv, 0, json.dumps({'report': [{'lv': rows}]}), '')
+
+    target = Image(4 << 20)
+    monkeypatch.setattr(_lvm, 'BlockWriter', lambda path, size, what, skip_zeros=False: _Opened(target))
+    monkeypatch.setattr(_lvm.LvmBackend, '_receive_target', lambda self, *args: made.append(args[0]) or ('lv', True))
+    monkeypatch.setattr(_lvm.LvmBackend, '_receive_done', lambda self, *args: done.append(args[0]))
+    source = Image(4 << 20, fill=3)
+    words = ['receive', 'lvm', 'vg0/pool', 'v', 's1', 'uuid-1', '-', 'new']
+    stream = io.BufferedReader(io.BytesIO(_stream(source, 4 << 20, None)))
+    if stops_after is None:
+        answer = _receiver.serve(words, _receiver.load_config(str(config)), stream, CannedRunner(), io.BytesIO())
+        assert answer['snapshot']['name'] == 's1' and done == ['v'] and target.data == source.data
+        assert len([c for c in commands if 'data_percent,metadata_percent' in c]) == 4  # before, then each MiB
+        return
+    with pytest.raises(StorageError) as raised:
+        _receiver.serve(words, _receiver.load_config(str(config)), stream, CannedRunner(), io.BytesIO())
+    full = '97.5% full (metadata)' if stops_after else '96.0% full (data)'
+    assert 'Thin pool vg0/pool is %s, at or above the receiver\'s limit of 95%%' % full in raised.value.message
+    assert done == []  # the snapshot is not taken: the replica stays inbound, for the next run to resume
+    if stops_after == 0:
+        assert made == [] and raised.value.message.endswith('nothing was received.')
+    else:
+        assert made == ['v'] and 'stopped after writing %d bytes' % (stops_after << 20) in raised.value.message
+        assert target.data[:2 << 20] == source.data[:2 << 20] and not any(target.data[2 << 20:])
+    assert [c for c in commands if 'data_percent,metadata_percent' in c][0][-1] == 'vg0/pool'
+
+
+class _Opened:
+    def __init__(self, image):
+        self.image = image
+
+    def __enter__(self):
+        return self.image
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize('limit', [0, 101, 50.5, '90', True])
+def test_a_bad_thin_pool_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, limit):
+    import json
+    from ansible_collections.stratum.storage.plugins.module_utils import _receiver
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'lvm': ['vg0/pool'], 'thin_pool_max_percent': limit}))
+    with pytest.raises(StorageError, match='thin_pool_max_percent .*; it must be a whole number from 1 to 100'):
+        _receiver.load_config(str(config))
