@@ -586,8 +586,9 @@ def kind_of(argv: str) -> str:
     """The part of our module's run that a command on the source belongs to."""
     words = argv.split()
     if words[0] == 'ssh':
-        verb = next((w for w in reversed(words) if w in ('info', 'receive', 'abort', 'delete')), None)
-        return {'info': 'info call', 'receive': 'transfer'}.get(verb, 'ssh other')
+        verb = next((w for w in reversed(words) if w in ('info', 'session', 'receive', 'abort', 'delete')), None)
+        return {'info': 'info call', 'session': 'session (info, then transfer)', 'receive': 'transfer'}.get(
+            verb, 'ssh other')
     if words[:2] == ['zfs', 'send']:
         return 'transfer'
     if words[:2] in (['zfs', 'hold'], ['zfs', 'release']):
@@ -611,7 +612,7 @@ def module_breakdown(py_rows: list[list[str]], src_rows: list[list[str]], tag: s
         return None
     start, end = py[-1]
     parts = {}
-    for kind in ('info call', 'source reads', 'transfer', 'holds', 'ssh other'):
+    for kind in ('info call', 'session (info, then transfer)', 'source reads', 'transfer', 'holds', 'ssh other'):
         spans = [(s, e) for s, e, argv in mine if kind_of(argv) == kind]
         if spans:
             parts[kind] = union(spans)
@@ -625,7 +626,7 @@ def module_breakdown(py_rows: list[list[str]], src_rows: list[list[str]], tag: s
 
 
 #: whose receiver calls come in the profile round, in order (see profile_tasks)
-RECEIVER_CALLS = [('check', 'info'), ('ours', 'info'), ('ours', 'receive')] + [('new connection', 'info')] * 3 + [
+RECEIVER_CALLS = [('check', 'session'), ('ours', 'session')] + [('new connection', 'info')] * 3 + [
     ('shared connection', 'info')] * 3
 
 

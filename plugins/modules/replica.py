@@ -14,10 +14,12 @@ description:
   - >-
     The module runs on the source host and pushes over SSH to the peer, where the replication key may run only
     the receiver that the C(stratum.storage.replication) role installs (C(stratum-receiver)); the data goes from
-    host to host and never through the controller. The calls of one run (reading the target, sending, deleting)
-    share one SSH connection, whose control socket is in a new directory under C(/tmp) that only the user of the
-    task can enter; the connection is stopped and the directory removed when the run ends. Should the run be
-    killed, the idle connection ends by itself after a minute and leaves the empty directory
+    host to host and never through the controller. One run starts one receiver command on the peer: its
+    C(session) request answers what the target holds and then takes the run's transfer or delete on the same
+    channel (a receiver of an earlier release is asked C(info) and then C(receive), each its own command). The
+    calls of one run share one SSH connection, whose control socket is in a new directory under C(/tmp) that
+    only the user of the task can enter; the connection is stopped and the directory removed when the run ends.
+    Should the run be killed, the idle connection ends by itself after a minute and leaves the empty directory
     (C(/tmp/stratum-ssh-*)).
   - >-
     It sends from the newest snapshot that both sides hold with the same identity (the ZFS guid, the LV UUID, the
@@ -142,8 +144,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     description:
-      - Check mode reads both sides (the peer through its receiver's read-only C(info) request) and reports what
-        would be sent, from which base, and which holds would move; nothing is sent or changed.
+      - Check mode reads both sides (the peer through its receiver's read-only C(session) or C(info) request) and
+        reports what would be sent, from which base, and which holds would move; nothing is sent or changed.
     support: full
   diff_mode:
     description: Returns the replica snapshot on the peer before and after, in the uniform return schema.
