@@ -123,8 +123,9 @@ class LvmBackend(ListingBackend):
     #: set by the replication receiver: only the LVs of the configured thin pool (or, without one, only thick
     #: LVs) are seen, so a place configured for receiving is a boundary within the volume group
     confined = False
-    #: set by the replication receiver: a receive into the thin pool stops before the pool's data or metadata
-    #: is this full (percent), so a replica cannot fill the pool that other volumes write to
+    #: set by the replication receiver: a receive into the thin pool stops once the pool's data or metadata
+    #: is this full (percent, read before writing and every POOL_CHECK_BYTES), so a replica does not fill the
+    #: pool that other volumes write to
     pool_limit = None
 
     def __init__(self, runner, config):
@@ -549,10 +550,10 @@ class LvmBackend(ListingBackend):
         with self.lock([volume]):
             current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
-            if guard:
-                self._check_pool(0)
             target, fresh = self._receive_target(volume, snapshot, identity, base_identity, size, resume,
                                                  current, snapshots)
+            if guard:  # the pool is active now (with the LV written to), so it tells how full it is
+                self._check_pool(0)
         with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
                          skip_zeros=fresh) as writer:
             yield PoolGuard(writer, self._check_pool) if guard else writer
@@ -562,16 +563,21 @@ class LvmBackend(ListingBackend):
     def _check_pool(self, written):
         """Raise when the thin pool's data or metadata is ``pool_limit`` percent full or more."""
         pool = '%s/%s' % (self.vg, self.thin_pool)
-        result = self.runner.run(['lvs', '--noheadings', '--nosuffix', '-o', 'data_percent,metadata_percent', pool],
+        result = self.runner.run(['lvs', '--reportformat', 'json', '-o', 'data_percent,metadata_percent', pool],
                                  error='Reading how full thin pool %s is failed' % pool)
-        values = [_percent(v) for v in result.stdout.split()]
-        if len(values) != 2 or None in values:
+        try:
+            row = json.loads(result.stdout)['report'][0]['lv'][0]
+            values = [_percent(row.get('data_percent')), _percent(row.get('metadata_percent'))]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            values = [None]
+        if None in values:
             raise StorageError('lvs printed no data and metadata use for thin pool %s: %r.' % (pool, result.stdout[:200]))
         part, full = max(zip(('data', 'metadata'), values), key=lambda item: item[1])
         if full >= self.pool_limit:
             raise StorageError('Thin pool %s is %.1f%% full (%s), at or above the receiver\'s limit of %s%%; %s'
                                % (pool, full, part, self.pool_limit,
-                                  'nothing was received.' if not written else
+                                  'nothing was written, and the next run tries again once the pool has room.'
+                                  if not written else
                                   'the transfer stopped after writing %d bytes and resumes on the next run once the '
                                   'pool has room.' % written))
 

@@ -13,9 +13,10 @@ directory that the configuration file lists::
 
 A transfer whose client sends nothing for ``idle_seconds`` (300 unless the file
 sets it) is cut, as a dropped connection would cut it, so a silent client holds
-no volume for longer. A transfer into an LVM thin pool stops before the pool's
-data or metadata is ``thin_pool_max_percent`` (95 unless set) full, so a replica
-cannot fill the pool that the other thin volumes write to.
+no volume for longer. A transfer into an LVM thin pool stops once the pool's
+data or metadata is ``thin_pool_max_percent`` (95 unless set) full, read before it
+writes and every 256 MiB it writes, so a replica does not fill the pool that the
+other thin volumes write to.
 
 A ``session`` request answers as ``info`` does and then reads further requests,
 one line each, from the same connection (``Session``), so a replica needs one
@@ -156,6 +157,8 @@ def serve(words, config, stream, runner, answer=None, session=None):
             session.turns, session.read = turns, (current, snapshots, state)
         # keepalive: this receiver skips KEEPALIVE records in a block stream (older ones refuse them);
         # session: it reads the next request from this connection's input
+        if verb == 'session' and session is not None:  # how long it waits for the next request
+            state = dict(state, session_seconds=config.get('idle_seconds', IDLE_SECONDS))
         return dict(state, keepalive=True, session=verb == 'session' and session is not None,
                     volume=_volume_answer(current) if current is not None else None,
                     snapshots=_listed(backend, snapshots))
@@ -247,7 +250,7 @@ def _next_request(stream):
     if len(line) > LINE_LIMIT or not line.endswith(b'\n'):
         raise Refused('A request in a session must be one line of at most %d bytes.' % LINE_LIMIT)
     try:
-        return shlex.split(line.decode('ascii'))
+        return shlex.split(line.decode('utf-8'))
     except (UnicodeError, ValueError) as exc:
         raise Refused('A request in a session cannot be split into words: %s.' % exc)
 

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import NamedTuple, Optional
 
@@ -39,6 +40,8 @@ HOST_RE = re.compile(r'[A-Za-z0-9_.:\[\]-]+')
 USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
 #: the receiver's verbs, and what each writes on the target
 VERBS = ('info', 'session', 'receive', 'abort', 'delete')
+#: how the refusal of a receiver that knows no sessions (0.2.0 and before) ends
+OLDER_VERBS = '; this key may only run info, receive, abort, delete.'
 #: seconds an idle shared SSH connection outlives the module, should it end without closing it
 CONTROL_PERSIST = 60
 #: seconds a session's receiver gets to end once its client has ended the session's input
@@ -57,7 +60,7 @@ class Peer:
         self.known_hosts = config.get('known_hosts')
         self.timeout = config.get('connect_timeout') or 30
         self.control = None
-        self.opened = None  # (process, its stderr file) of the session awaiting its next request
+        self.opened = None  # (process, its stderr file, until when) of the session awaiting its next request
         if not isinstance(self.host, str) or not HOST_RE.fullmatch(self.host) or self.host.startswith('-'):
             raise InvalidInputError('target.host %r is not a host name or address.' % (self.host,))
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
@@ -122,17 +125,22 @@ class Peer:
         The next ``call``, ``push`` or ``start`` goes to the same receiver process as
         one more line on its input, so a replica starts one command on the target, not
         two. A receiver that serves no sessions (older ones) is asked ``info`` alone.
+        The receiver waits for the next request as long as it waits for data
+        (``session_seconds`` in its answer); a request that comes after half of that
+        (the source waited for its lock, or compared for long) starts its own command.
         """
         process, err = self._spawn(['session'] + list(words[1:]))
         line = process.stdout.readline()
         answer = _json_line(line)
         if isinstance(answer, dict) and answer.get('session') is True and not answer.get('error'):
-            self.opened = process, err
+            wait = answer.get('session_seconds')
+            wait = wait if isinstance(wait, int) and not isinstance(wait, bool) and wait > 0 else 0
+            self.opened = process, err, time.monotonic() + wait / 2.0
             return answer
         try:
             return self._finish(process, err, ['session'] + list(words[1:]), first=line)
         except StorageError as exc:
-            if exc.details.get('rc') == 2 and "refused: Unknown request 'session " in exc.message:
+            if exc.details.get('rc') == 2 and exc.message.endswith(OLDER_VERBS):
                 return self.call(words)
             raise
         finally:
@@ -141,12 +149,13 @@ class Peer:
 
     def call(self, words):
         """Run a receiver verb that reads no data; return its answer."""
-        if self.opened is not None:
+        if self._in_session():
+            until = self.opened[2]
             with self.start(words) as (process, err):
                 line = process.stdout.readline()
                 answer = _json_line(line)
                 if isinstance(answer, dict) and not answer.get('error'):
-                    self.opened = process, err  # the session goes on
+                    self.opened = process, err, until  # the session goes on
                     return answer
                 return self._finish(process, err, words, first=line)
         result = self.runner.run(self.argv(words, stdin=False), check=False)
@@ -166,10 +175,10 @@ class Peer:
         ``with`` block leaves running is stopped when it ends, unless a ``call``
         kept it as the session.
         """
-        if self.opened is not None:
-            (process, err), self.opened = self.opened, None
+        if self._in_session():
+            (process, err, _until), self.opened = self.opened, None
             try:
-                process.stdin.write((' '.join(shlex.quote(str(w)) for w in words) + '\n').encode('ascii'))
+                process.stdin.write((' '.join(shlex.quote(str(w)) for w in words) + '\n').encode('utf-8'))
                 process.stdin.flush()
             except BrokenPipeError:
                 pass  # the receiver ended: reading its answer says why
@@ -202,6 +211,12 @@ class Peer:
         err.seek(0)
         return self._answer(rc, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace') + self._logged(),
                             words, sent)
+
+    def _in_session(self):
+        """True when a session waits for the next request and will until it arrives; else it is ended."""
+        if self.opened is not None and time.monotonic() >= self.opened[2]:
+            self._end_session()
+        return self.opened is not None
 
     def _end_session(self):
         """End the input of a session that got no further request; its receiver then ends."""

@@ -482,13 +482,16 @@ def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limi
     monkeypatch.setattr(_lvm, 'POOL_CHECK_BYTES', 1 << 20)
     config = tmp_path / 'receiver.json'
     config.write_text(json.dumps({'lvm': ['vg0/pool'], 'thin_pool_max_percent': limit}))
-    answers, commands, made, done = list(fullness), [], [], []
+    answers, commands, made, done, events = list(fullness), [], [], [], []
 
     class CannedRunner:
         def run(self, argv, check=True, error=None, **kwargs):
             commands.append(list(argv))
             if 'data_percent,metadata_percent' in argv:
-                return CommandResult(argv, 0, '  %s\n' % answers.pop(0), '')
+                events.append('pool')
+                data, meta = answers.pop(0).split()
+                return CommandResult(argv, 0, json.dumps({'report': [{'lv': [
+                    {'data_percent': data, 'metadata_percent': meta}]}]}), '')
             assert argv[0] == 'lvs', argv
             rows = [lvm.POOL] + ([lvm.volume_lv('v', 4 << 20, segtype='thin', pool='pool', attr='Vwi-a-tz--'),
                                   lvm.thin_snap_lv('v', 's1', 4 << 20)] if done else [])
@@ -496,7 +499,8 @@ def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limi
 
     target = Image(4 << 20)
     monkeypatch.setattr(_lvm, 'BlockWriter', lambda path, size, what, skip_zeros=False: _Opened(target))
-    monkeypatch.setattr(_lvm.LvmBackend, '_receive_target', lambda self, *args: made.append(args[0]) or ('lv', True))
+    monkeypatch.setattr(_lvm.LvmBackend, '_receive_target',
+                        lambda self, *args: made.append(args[0]) or events.append('target') or ('lv', True))
     monkeypatch.setattr(_lvm.LvmBackend, '_receive_done', lambda self, *args: done.append(args[0]))
     source = Image(4 << 20, fill=3)
     words = ['receive', 'lvm', 'vg0/pool', 'v', 's1', 'uuid-1', '-', 'new']
@@ -511,10 +515,13 @@ def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limi
     full = '97.5% full (metadata)' if stops_after else '96.0% full (data)'
     assert 'Thin pool vg0/pool is %s, at or above the receiver\'s limit of 95%%' % full in raised.value.message
     assert done == []  # the snapshot is not taken: the replica stays inbound, for the next run to resume
+    # the pool is read once the LV to write is made (and active, so an inactive pool is active then)
+    assert made == ['v'] and events[:2] == ['target', 'pool']
     if stops_after == 0:
-        assert made == [] and raised.value.message.endswith('nothing was received.')
+        assert raised.value.message.endswith('nothing was written, and the next run tries again once the pool has room.')
+        assert not any(target.data)
     else:
-        assert made == ['v'] and 'stopped after writing %d bytes' % (stops_after << 20) in raised.value.message
+        assert 'stopped after writing %d bytes' % (stops_after << 20) in raised.value.message
         assert target.data[:2 << 20] == source.data[:2 << 20] and not any(target.data[2 << 20:])
     assert [c for c in commands if 'data_percent,metadata_percent' in c][0][-1] == 'vg0/pool'
 

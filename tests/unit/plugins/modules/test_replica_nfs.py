@@ -377,3 +377,22 @@ def test_a_bad_request_in_a_session_is_refused_and_ends_it(peer, line, message):
     process = start_receiver(peer, 'info nfs %s v' % peer)
     out, _err = process.communicate(b'abort nfs %s v\n' % peer.encode(), 30)
     assert process.returncode == 0 and len(out.splitlines()) == 1 and 'session' in json.loads(out)
+
+
+def test_a_session_the_source_keeps_waiting_is_not_used_after_half_the_receivers_wait(source, peer, monkeypatch):
+    """The source waits for its volume's lock longer than the receiver waits for the next request."""
+    (Path(peer).parent / 'receiver.json').write_text(json.dumps({'nfs': [peer], 'idle_seconds': 1}))
+    started = _count_commands(monkeypatch)
+    real_lock = _nfs.NfsBackend.lock
+
+    def slow_lock(self, volumes):
+        time.sleep(2.5)  # another run holds the source volume
+        return real_lock(self, volumes)
+    monkeypatch.setattr(_nfs.NfsBackend, 'lock', slow_lock)
+    source.create(size='1M')
+    source.write(0x21, 0, '64k')
+    source.snapshot('s1')
+    full = run_replica(source, peer, 's1')
+    assert not full.get('failed') and full['replica']['status'] == 'available', full
+    # the session was ended, and the data went in a command of its own
+    assert started == ['session', 'receive']
