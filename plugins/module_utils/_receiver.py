@@ -244,7 +244,12 @@ LINE_LIMIT = 4096
 
 def _next_request(stream):
     """The words of the request that follows in a session; None at the end of the input."""
-    line = stream.readline(LINE_LIMIT + 1)
+    try:
+        line = stream.readline(LINE_LIMIT + 1)
+    except Refused:
+        raise
+    except StorageError as exc:  # the client went silent
+        raise Refused(exc.message)
     if not line:
         return None
     if len(line) > LINE_LIMIT or not line.endswith(b'\n'):
@@ -255,11 +260,11 @@ def _next_request(stream):
         raise Refused('A request in a session cannot be split into words: %s.' % exc)
 
 
-def _serve_one(words, command, client, config, stream, session):
-    """Serve one request and log it; return ``(answer, exit code)``."""
+def _serve_one(words, command, client, config, stream, session, failed=None):
+    """Serve one request (or answer ``failed``, why it cannot be read) and log it; return ``(answer, exit code)``."""
     try:
-        if config is None:
-            raise Refused('No request: this key runs only the replication receiver, which takes a request.')
+        if failed is not None:
+            raise failed
         answer = serve(words, config, stream, ProcessRunner(), sys.stdout.buffer, session)
         _log(syslog.LOG_INFO, 'served %s from %s' % (command[:300], client))
         return answer, 0
@@ -286,31 +291,30 @@ def main(argv=None):
     # the client's address and port: the requests of one shared connection name the same port
     client = ' port '.join((os.environ.get('SSH_CONNECTION') or 'local').split(' ')[:2])
     command = os.environ.get('SSH_ORIGINAL_COMMAND')
-    words, config, stream, session = [], None, None, Session()
+    words, config, stream, failed = [], None, None, None
     try:
-        if command is not None:
+        if command is None:
+            raise Refused('No request: this key runs only the replication receiver, which takes a request.')
+        try:
             words = shlex.split(command)
-            config = load_config(args.config)
-            stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
-    except ValueError as exc:
-        answer, code = {'error': 'The request cannot be split into words: %s.' % exc}, 2
-        _log(syslog.LOG_WARNING, 'refused %r from %s: %s' % (command[:300], client, answer['error']))
-        return _write(answer, code)
+        except ValueError as exc:
+            raise Refused('The request cannot be split into words: %s.' % exc)
+        config = load_config(args.config)
+        stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
     except StorageError as exc:
-        _log(syslog.LOG_ERR, 'failed %s from %s: %s' % (command[:300], client, exc.message))
-        return _write({'error': exc.message}, 1)
-    opened = bool(words) and words[0] == 'session'
+        failed = exc
+    session, opened = Session(), words[:1] == ['session']
     while True:
-        answer, code = _serve_one(words, command or '', client, config, stream, session)
+        answer, code = _serve_one(words, command or '', client, config, stream, session, failed)
         _write(answer, code)
         # a served session reads the next request from the input; a receive reads the input to its end
         if code != 0 or not opened or words[0] == 'receive':
             return code
         try:
             following = _next_request(stream)
-        except (Refused, StorageError) as exc:
-            _log(syslog.LOG_WARNING, 'refused a request after %r from %s: %s' % (command[:300], client, exc.message))
-            return _write({'error': exc.message}, 2)
+        except Refused as exc:
+            words, command, failed = [], 'a request after %s' % command, exc
+            continue
         if following is None:
             return code
         words, command = following, ' '.join(following)

@@ -202,10 +202,7 @@ class Peer:
 
     def _finish(self, process, err, words, sent=None, first=b''):
         """End the input of ``process``, wait for it, and return its answer (or raise what it says)."""
-        try:
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
+        _end_input(process)
         out = first + process.stdout.read()
         rc = process.wait()
         err.seek(0)
@@ -271,12 +268,16 @@ def _json_line(line):
     return answer if isinstance(answer, dict) else None
 
 
-def _stop(process, wait=0):
-    """End ``process``'s input; give it ``wait`` seconds to end, then kill it."""
+def _end_input(process):
     try:
         process.stdin.close()
     except BrokenPipeError:
-        pass
+        pass  # the receiver ended already
+
+
+def _stop(process, wait=0):
+    """End ``process``'s input; give it ``wait`` seconds to end, then kill it."""
+    _end_input(process)
     try:
         process.wait(wait)
     except subprocess.TimeoutExpired:
@@ -284,9 +285,8 @@ def _stop(process, wait=0):
     if process.poll() is None:
         process.kill()
         process.wait()
-    for pipe in (process.stdout,):
-        if pipe is not None:
-            pipe.close()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def target_config(target, backend_names):

@@ -343,26 +343,35 @@ def test_a_plain_zvol_stream_passes_in_either_byte_order():
     assert check_stream_begin(resumed, '42', None, True).endswith(b'resume-state')
 
 
+def _zfs_receiver_host(rows):
+    """A canned ZFS host of ``rows`` for the receiver, and a runner that records its commands on it."""
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    host = zfs.zfs_host(rows, get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
+                        set=lambda argv: (0, '', ''))
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            host.commands.append(list(argv))
+            rc, out, err = host.answers[argv[0]](argv)
+            return CommandResult(argv, rc, out, err)
+    return host, CannedRunner()
+
+
 def test_the_receiver_does_not_name_a_clone_origin_outside_its_place():
     from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
-    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
     from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
     rows = [zfs.row(zfs.PARENT + '/inside', 'volume', 32 << 20, 10, origin='tank/private/secret@s9'),
             zfs.row(zfs.PARENT + '/inside@r1', 'snapshot', 32 << 20, 11),
             zfs.row(zfs.PARENT + '/clone', 'volume', 32 << 20, 12, origin=zfs.PARENT + '/inside@r1')]
-    host = zfs.zfs_host(rows, get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''))
-
-    class CannedRunner:
-        def run(self, argv, check=True, error=None, **kwargs):
-            rc, out, err = host.answers[argv[0]](argv)
-            return CommandResult(argv, rc, out, err)
+    _host, runner = _zfs_receiver_host(rows)
 
     config = {'zfs': [zfs.PARENT]}
-    outside = serve(['info', 'zfs', zfs.PARENT, 'inside'], config, None, CannedRunner())
+    outside = serve(['info', 'zfs', zfs.PARENT, 'inside'], config, None, runner)
     assert outside['volume']['origin'] == {'volume': None, 'snapshot': None}
     assert 'private' not in repr(outside) and 'secret' not in repr(outside)
     assert [s['name'] for s in outside['snapshots']] == ['r1']
-    inside = serve(['info', 'zfs', zfs.PARENT, 'clone'], config, None, CannedRunner())
+    inside = serve(['info', 'zfs', zfs.PARENT, 'clone'], config, None, runner)
     assert inside['volume']['origin'] == {'volume': 'inside', 'snapshot': 'r1'}
 
 
@@ -414,20 +423,12 @@ def test_a_zfs_stream_that_does_not_begin_leaves_no_mark():
     """A client silent (or wrong) before its first record: refused before the zvol is marked receiving."""
     import io
     from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
-    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
     from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
-    host = zfs.zfs_host(zfs.base_rows(), get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
-                        set=lambda argv: (0, '', ''))
-
-    class CannedRunner:
-        def run(self, argv, check=True, error=None, **kwargs):
-            host.commands.append(list(argv))
-            rc, out, err = host.answers[argv[0]](argv)
-            return CommandResult(argv, rc, out, err)
+    host, runner = _zfs_receiver_host(zfs.base_rows())
 
     words = ['receive', 'zfs', zfs.PARENT, 'v', 's3', '1013', '1012', 'new']
     with pytest.raises(StorageError, match='ended before its first record'):
-        serve(words, {'zfs': [zfs.PARENT]}, io.BufferedReader(io.BytesIO(b'\0' * 20)), CannedRunner())
+        serve(words, {'zfs': [zfs.PARENT]}, io.BufferedReader(io.BytesIO(b'\0' * 20)), runner)
     assert [argv[1] for argv in host.commands] == ['list', 'get'], host.commands
 
 
@@ -437,20 +438,12 @@ def test_a_zfs_receive_in_a_session_reads_again_only_after_another_run(between, 
     import io
     from ansible_collections.stratum.storage.plugins.module_utils import _files
     from ansible_collections.stratum.storage.plugins.module_utils._receiver import Session, serve
-    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
     from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
     monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
-    host = zfs.zfs_host(zfs.base_rows(), get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
-                        set=lambda argv: (0, '', ''))
-
-    class CannedRunner:
-        def run(self, argv, check=True, error=None, **kwargs):
-            host.commands.append(list(argv))
-            rc, out, err = host.answers[argv[0]](argv)
-            return CommandResult(argv, rc, out, err)
+    host, runner = _zfs_receiver_host(zfs.base_rows())
 
     config, session = {'zfs': [zfs.PARENT]}, Session()
-    info = serve(['session', 'zfs', zfs.PARENT, 'v'], config, None, CannedRunner(), session=session)
+    info = serve(['session', 'zfs', zfs.PARENT, 'v'], config, None, runner, session=session)
     assert info['session'] is True and [s['name'] for s in info['snapshots']] == ['s1', 's2']
     assert [argv[1] for argv in host.commands] == ['list', 'get']
     if between:
@@ -458,12 +451,12 @@ def test_a_zfs_receive_in_a_session_reads_again_only_after_another_run(between, 
             pass
     words = ['receive', 'zfs', zfs.PARENT, 'v', 's3', '1013', '1012', 'new']
     with pytest.raises(StorageError, match='ended before its first record'):
-        serve(words, config, io.BufferedReader(io.BytesIO(b'\0' * 20)), CannedRunner(), session=session)
+        serve(words, config, io.BufferedReader(io.BytesIO(b'\0' * 20)), runner, session=session)
     assert [argv[1] for argv in host.commands] == ['list', 'get'] + (['list', 'get'] if between else [])
     # a plain info is no session, and a session serves only the place and volume it named
-    assert serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, CannedRunner())['session'] is False
+    assert serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, runner)['session'] is False
     with pytest.raises(StorageError, match='must name the place and volume that the session named'):
-        serve(['abort', 'zfs', zfs.PARENT, 'w'], config, None, CannedRunner(), session=session)
+        serve(['abort', 'zfs', zfs.PARENT, 'w'], config, None, runner, session=session)
 
 
 @pytest.mark.parametrize('fullness, limit, stops_after', [
