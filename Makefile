@@ -49,12 +49,15 @@ test-hosts: venv-test install
 
 # Benchmarks on one test host against community.general and the bare CLI (bench/run.py,
 # docs/testhosts.md); not part of `make test`. BENCH_SIZES: volumes per P3 play;
-# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task; BENCH_CASES: which of P1,P2,P3 run.
+# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task; BENCH_CASES: which of P1,P2,P3 run;
+# BENCH_BACKENDS: lvm and/or zfs for P2 and P3; BENCH_CONTENDERS: P3's plays (ours,cli[,community]).
 BENCH_VENV ?= $(CURDIR)/.venv-bench
 BENCH_SIZES ?= 2,4,8
 BENCH_ROUNDS ?= 5
 BENCH_P2_ROUNDS ?= 3
 BENCH_CASES ?= P1,P2,P3
+BENCH_BACKENDS ?= lvm,zfs
+BENCH_CONTENDERS ?= ours,cli,community
 
 $(BENCH_VENV)/bin/.bench: requirements/bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -64,7 +67,8 @@ $(BENCH_VENV)/bin/.bench: requirements/bench.txt
 
 bench-hosts: system-deps install $(BENCH_VENV)/bin/.bench
 	$(BENCH_VENV)/bin/python bench/run.py --collections $(BUILD)/collections --out $(BUILD)/bench-hosts.json \
-	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS) --cases $(BENCH_CASES)
+	  --sizes $(BENCH_SIZES) --rounds $(BENCH_ROUNDS) --p2-rounds $(BENCH_P2_ROUNDS) --cases $(BENCH_CASES) \
+	  --backends $(BENCH_BACKENDS) --contenders $(BENCH_CONTENDERS)
 
 # Replication from testhost1 to testhost2 against a hand `zfs send -i | ssh zfs recv` and
 # syncoid, and the bytes of LVM thin and qcow2 replicas (bench/replica.py, docs/testhosts.md);

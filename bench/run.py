@@ -229,32 +229,37 @@ def p1_plays(rounds: int) -> list:
     return [play(tasks)]
 
 
-def p2_setup_plays() -> list:
+def p2_setup_plays(backends: list[str]) -> list:
     zvols = ' '.join('%s/z%02d' % (ZP2, i) for i in range(P2_ZVOLS))
-    return [play([
+    lvm = [
         raw('1,000 LVs: %d thin volumes with %d thin snapshots each, in one metadata write'
             % (P2_LV_VOLUMES, P2_LV_SNAPSHOTS_EACH),
             'vgchange -q -an %s >/dev/null && vgcfgbackup -q -f /run/stratum-bench/vg.txt %s >/dev/null && '
             'python3 - /run/stratum-bench/vg.txt /run/stratum-bench/vg-filled.txt %s %d %d '
             '< /run/stratum-bench/lvm_fill.py && vgcfgrestore -q --force -f /run/stratum-bench/vg-filled.txt %s'
-            % (VG, VG, POOL, P2_LV_VOLUMES, P2_LV_SNAPSHOTS_EACH, VG)),
+            % (VG, VG, POOL, P2_LV_VOLUMES, P2_LV_SNAPSHOTS_EACH, VG))]
+    zfs = [
         raw('%d zvols' % P2_ZVOLS, 'for z in %s; do zfs create -s -V 8M -o volblocksize=16K $z; done' % zvols),
         raw('%d snapshots of each zvol, one zfs snapshot command (one transaction) per round' % P2_SNAPSHOTS_EACH,
             'for s in $(seq -w 1 %d); do zfs snapshot $(for z in %s; do printf "%%s@s%%s " $z $s; done); done'
-            % (P2_SNAPSHOTS_EACH, zvols)),
-    ])]
+            % (P2_SNAPSHOTS_EACH, zvols))]
+    return [play((lvm if 'lvm' in backends else []) + (zfs if 'zfs' in backends else []))]
 
 
-def p2_plays(rounds: int) -> list:
+def p2_pairs(backends: list[str]) -> list:
     pairs = [
         ('1,000 LVs', 'stratum.storage.snapshot_info', {'backend': 'lvm', 'lvm': {'vg': VG}},
          'ansible.builtin.command', {'argv': ['lvs', '--reportformat', 'json', VG]}),
         ('5,000 ZFS snapshots', 'stratum.storage.snapshot_info', {'backend': 'zfs', 'zfs': {'parent': ZP2}},
          'ansible.builtin.command', {'argv': ['zfs', 'list', '-H', '-p', '-t', 'snapshot', '-r', ZP2]}),
     ]
+    return [pair for pair in pairs if pair[2]['backend'] in backends]
+
+
+def p2_plays(rounds: int, backends: list[str]) -> list:
     tasks = []
     for run in range(rounds):
-        for label, ours, args, ref, ref_args in pairs:
+        for label, ours, args, ref, ref_args in p2_pairs(backends):
             pair = [task('P2 %s ours %d' % (label, run), 'P2/%s/ours' % label, ours, args),
                     task('P2 %s ref %d' % (label, run), 'P2/%s/ref' % label, ref, ref_args, expect_changed=False)]
             tasks += pair if run % 2 == 0 else pair[::-1]
@@ -381,7 +386,8 @@ def run(args) -> dict:
     ansible = Ansible(workdir, Path(args.collections))
     host = Host(INVENTORY)
     results: dict = {'rows': [], 'config': {'rounds': args.rounds, 'p2_rounds': args.p2_rounds, 'sizes': args.sizes,
-                                            'cases': sorted(args.cases)},
+                                            'cases': sorted(args.cases), 'backends': args.backends,
+                                            'contenders': args.contenders},
                      'phases': {}}
     started = time.monotonic()
 
@@ -428,9 +434,9 @@ def run(args) -> dict:
     # P3 and P4: sizes outer, then backends, contenders in a rotating order
     p3: dict = {}
     p4: dict = {}
-    order = list(CONTENDERS)
+    order = list(args.contenders)
     for size in (args.sizes if 'P3' in args.cases else []):
-        for backend in ('lvm', 'zfs'):
+        for backend in args.backends:
             plays = []
             for contender in order:
                 plays.append(p3_play(backend, contender, size,
@@ -452,9 +458,9 @@ def run(args) -> dict:
                                                         'changed': sum(1 for i in t['items'] if i['changed']),
                                                         'commands': count(commands, 'P4/%s/%s' % (backend, step))}
     results['p3'] = dict(('%s/%s' % key, value) for key, value in p3.items())
-    for backend in (('lvm', 'zfs') if 'P3' in args.cases else ()):
+    for backend in (args.backends if 'P3' in args.cases else ()):
         fits = {}
-        for contender in CONTENDERS:
+        for contender in args.contenders:
             sizes = sorted(p3[(backend, contender)])
             fits[contender] = fit([(n, p3[(backend, contender)][n]['seconds']) for n in sizes])
             fits[contender]['op'] = spread([s for n in sizes for s in p3[(backend, contender)][n]['items']])
@@ -462,7 +468,7 @@ def run(args) -> dict:
             total = sum(c['commands'] for c in biggest['commands'].values())
             reads = sum(c['reads'] for c in biggest['commands'].values())
             fits[contender]['commands_per_volume'] = {'commands': total / sizes[-1], 'reads': reads / sizes[-1]}
-        for ref in ('cli', 'community'):
+        for ref in [c for c in args.contenders if c != 'ours']:
             ratio = fits['ours']['per_volume'] / fits[ref]['per_volume']
             biggest = max(args.sizes)
             at_biggest = p3[(backend, 'ours')][biggest]['seconds'] / p3[(backend, ref)][biggest]['seconds']
@@ -488,12 +494,14 @@ def run(args) -> dict:
     # P2: listings (last: the 1,000 LVs leave the volume group's thin devices inactive)
     if 'P2' not in args.cases:
         return results
-    phase('P2 setup', p2_setup_plays())
-    tasks, commands = phase('P2', p2_plays(args.p2_rounds))
+    phase('P2 setup', p2_setup_plays(args.backends))
+    tasks, commands = phase('P2', p2_plays(args.p2_rounds, args.backends))
     named = by_name(tasks)
     # the volume group also holds P1's two volumes and their snapshots
-    for label, expected in (('1,000 LVs', P2_LV_VOLUMES * P2_LV_SNAPSHOTS_EACH + 2),
-                            ('5,000 ZFS snapshots', P2_ZVOLS * P2_SNAPSHOTS_EACH)):
+    expected_records = {'1,000 LVs': P2_LV_VOLUMES * P2_LV_SNAPSHOTS_EACH + 2,
+                        '5,000 ZFS snapshots': P2_ZVOLS * P2_SNAPSHOTS_EACH}
+    for label, _ours, _a, _ref, _r in p2_pairs(args.backends):
+        expected = expected_records[label]
         ours_t = [named['P2 %s ours %d' % (label, r)] for r in range(args.p2_rounds)]
         ref_t = [named['P2 %s ref %d' % (label, r)] for r in range(args.p2_rounds)]
         records = set(t['summary'].get('records') for t in ours_t)
@@ -595,12 +603,23 @@ def main() -> int:
     parser.add_argument('--sizes', default='2,4,8', help='volumes per P3 play; P4 uses the largest')
     parser.add_argument('--cases', default='P1,P2,P3',
                         help='the cases to run, of P1, P2 and P3 (P3 also runs P4, its check mode)')
+    parser.add_argument('--backends', default='lvm,zfs', help='the backends P2 and P3 run on, of lvm and zfs')
+    parser.add_argument('--contenders', default=','.join(CONTENDERS),
+                        help='the P3 plays: ours and cli always, community (community.general) unless left out')
     parser.add_argument('--reuse', action='store_true', help='use the running test host; do not boot or stop it')
     args = parser.parse_args()
     args.sizes = sorted(int(s) for s in args.sizes.split(','))
     args.cases = set(c.strip().upper() for c in args.cases.split(',') if c.strip())
     if not args.cases or args.cases - {'P1', 'P2', 'P3'}:
         parser.error('--cases takes P1, P2 and P3, separated by commas')
+    asked = set(x.strip() for x in args.backends.split(',') if x.strip())
+    args.backends = [b for b in ('lvm', 'zfs') if b in asked]
+    if not asked or asked - {'lvm', 'zfs'}:
+        parser.error('--backends takes lvm and zfs, separated by commas')
+    wanted = set(c.strip() for c in args.contenders.split(',') if c.strip())
+    if wanted - set(CONTENDERS) or not {'ours', 'cli'} <= wanted:
+        parser.error('--contenders takes ours, cli and community, separated by commas; ours and cli are needed')
+    args.contenders = [c for c in CONTENDERS if c in wanted]
     if len(args.sizes) < 2:
         parser.error('--sizes needs at least two sizes for the linear fit')
     started = time.monotonic()
