@@ -236,3 +236,31 @@ def test_clone_of_a_thick_snapshot_copies_then_clears_creating():
     assert writes[1][1:3] == ['if=/dev/vg0/volume-v.s1', 'of=/dev/vg0/volume-c']
     assert 'count=%d' % (64 * MIB) in writes[1]
     assert writes[2] == ['lvchange', '--deltag', 'stratum_status=creating', 'vg0/volume-c']
+
+
+@pytest.mark.parametrize('tag, created', [
+    ('20261122T235958.123456Z', '2026-11-22T23:59:58Z'),
+    ('20240229T000000.000000Z', '2024-02-29T00:00:00Z'),
+    ('20230229T000000.000000Z', None),  # not a leap year
+    ('20261322T010203.000000Z', None),  # month 13
+    ('20261122T250203.000000Z', None),  # hour 25
+    ('2026112T010203.000000Z', None),  # not zero-padded as written
+    ('20261122T010203Z', None),
+    ('20261122T010203.0000001Z', None),
+    ('', None),
+])
+def test_created_tag_is_read_as_written_or_not_at_all(tag, created):
+    rows = [lv('volume-v', 64 * MIB, tags=['stratum_volume=v', 'stratum_created=' + tag]), POOL]
+    volumes = run_canned(volume_info, dict(THICK), lvs_host(rows))['volumes']
+    assert [(v['name'], v['created']) for v in volumes] == [('v', created)]
+
+
+def test_a_listing_parses_each_lv_s_tags_once(monkeypatch):
+    from ansible_collections.stratum.storage.plugins.module_utils import _lvm
+    calls = []
+    real = _lvm.parse_tags
+    monkeypatch.setattr(_lvm, 'parse_tags', lambda text: calls.append(text) or real(text))
+    rows = [volume_lv('v', 64 * MIB), thin_snap_lv('v', 's1', 64 * MIB), POOL]
+    snapshots = run_canned(snapshot_info, dict(THIN), lvs_host(rows))['snapshots']
+    assert [s['name'] for s in snapshots] == ['s1']
+    assert len(calls) == len(rows)
