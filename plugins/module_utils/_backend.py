@@ -136,6 +136,14 @@ class Backend(abc.ABC):
         """
         return None
 
+    def settle(self, volume):
+        """Finish what a run that was killed left half done but had committed to, on ``volume``.
+
+        Called under the volume's lock before a change that builds on the volume's
+        state (a receive, an abort, a delete on the receiving side). The default has
+        nothing to finish.
+        """
+
     # -- reading ----------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -19,6 +19,8 @@ where things are created; what a listing reports comes from our LV tags:
 - on a replica (``_replica``): ``stratum_identity=<the source snapshot's identity>``
   on the snapshot, and while it arrives ``stratum_inbound=S`` (with
   ``stratum_inbound_identity`` and ``stratum_inbound_base``) on the LV being written;
+  ``stratum_inbound_done=yes`` on a thin replica's snapshot once its data is complete,
+  while the volume is being replaced by it (see ``settle``);
   ``stratum_hold_<hash>=<name>`` on a source snapshot holds it for a replica.
 
 LVs without a ``stratum_volume`` tag are not listed and never changed.
@@ -277,7 +279,7 @@ class LvmBackend(ListingBackend):
         elif _flag(row.get('lv_merging')):
             status = 'pending_delete'
             details['reason'] = 'LV %s is merging into its origin; LVM removes it when the merge ends.' % details['lv']
-        elif tags.get('inbound'):
+        elif tags.get('inbound') and not tags.get('inbound_done'):  # done: complete, the volume is replaced
             status = 'inbound'
         details['temporary'] = tags.get('temporary') == 'yes'
         details['holds'] = len(_holds(tags))
@@ -300,6 +302,17 @@ class LvmBackend(ListingBackend):
                                                                  (row, tags)))
             else:
                 volumes.append(self._volume_record(row, tags))
+        listed = set(v.name for v in volumes)
+        for row, tags in self._replacing(listing, name):
+            if tags['volume'] not in listed:  # a run was cut between removing the volume and making it again
+                listed.add(tags['volume'])
+                volumes.append(Volume(name=tags['volume'], backend=self.name, status='inbound',
+                                      size=int(row['lv_size']), created=None, origin=None,
+                                      details={'lv': None, 'path': None, 'uuid': None, 'active': False,
+                                               'format': 'raw', 'type': 'thin', 'thin_pool': row.get('pool_lv') or None,
+                                               'reason': 'Volume %s is being made again from its replica snapshot %s; '
+                                                         'the next receive, abort or delete finishes that.'
+                                                         % (tags['volume'], tags['snapshot'])}))
         chains = dict((volume, in_chain_order(found, self._snapshot_record)) for volume, found in snapshots.items())
         for row, tags in self._ours(listing):
             arriving = tags.get('inbound')
@@ -314,6 +327,11 @@ class LvmBackend(ListingBackend):
                                       details={'lv': None, 'path': None, 'uuid': None, 'active': False,
                                                'format': 'raw', 'temporary': False, 'holds': 0}))
         return sorted(volumes, key=lambda v: v.name), chains
+
+    def _replacing(self, listing, name=None):
+        """The thin replica snapshots whose data is complete and that the volume is still to be replaced by."""
+        return [(row, tags) for row, tags in self._ours(listing) if 'snapshot' in tags and tags.get('inbound_done')
+                and (name is None or tags['volume'] == name)]
 
     def plan_settings(self, record):
         if record.details.get('active') is False:
@@ -527,12 +545,14 @@ class LvmBackend(ListingBackend):
         current, snapshots = (volumes[0] if volumes else None), chains.get(volume, [])
         inbound = None
         for row, tags in self._ours(scan):
-            if tags['volume'] == volume and tags.get('inbound'):
+            if tags['volume'] == volume and tags.get('inbound') and not tags.get('inbound_done'):
                 inbound = {'snapshot': tags['inbound'], 'identity': tags.get('inbound_identity'),
                            'base': None if tags.get('inbound_base') in (None, '-') else tags['inbound_base']}
         written = None
         arrived = [s for s in snapshots if s.status == 'available']
-        if current is not None and arrived:
+        if self._replacing(scan, volume):
+            written = 0  # the volume is to be made again from the newest replica (``settle``)
+        elif current is not None and arrived:
             newest = arrived[-1]
             if newest.details.get('type') == 'thin' and current.details.get('type') == 'thin':
                 ranges = self.changed_ranges(newest, current)
@@ -556,6 +576,7 @@ class LvmBackend(ListingBackend):
         """
         guard = self.thin_pool is not None and self.pool_limit is not None
         with self.lock([volume]):
+            self.settle(volume)
             current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
             target, fresh = self._receive_target(volume, snapshot, identity, base_identity, size, resume,
@@ -629,13 +650,11 @@ class LvmBackend(ListingBackend):
         working = snapshot_lv(volume, snapshot)
         unmark = [a for key, value in sorted(marks.items()) for a in ('--deltag', '%s%s=%s' % (TAG, key, value))]
         if target == working:
-            self.change(['lvchange'] + unmark + [self._lv(working)], error='Marking LV %s complete failed' % working)
-            # the volume becomes the new replica: it was checked unchanged since the base
-            self.change(['lvremove', '--yes', self._lv(volume_lv(volume))],
-                        error='Replacing LV %s failed' % self._lv(volume_lv(volume)))
-            self.change(['lvcreate', '--yes', '-s', '-kn', '-n', volume_lv(volume)]
-                        + self._tags(volume=volume, created=self._now()) + [self._lv(working)],
-                        error='Making LV %s from the replica failed' % self._lv(volume_lv(volume)))
+            # the data is complete: from here on the volume is replaced by the replica, by this run or,
+            # if it is killed on the way, by the next request that changes the volume (``settle``)
+            self.change(['lvchange'] + self._tags(inbound_done='yes') + [self._lv(working)],
+                        error='Marking LV %s complete failed' % self._lv(working))
+            self.settle(volume)
             return
         origin = self.listing().by_name[volume_lv(volume)]
         argv = ['lvcreate', '--yes', '-s', '-n', working]
@@ -644,6 +663,29 @@ class LvmBackend(ListingBackend):
                     + [self._lv(volume_lv(volume))], error='Creating snapshot LV %s failed' % self._lv(working))
         self.change(['lvchange'] + unmark + [self._lv(volume_lv(volume))],
                     error='Marking LV %s complete failed' % self._lv(volume_lv(volume)))
+
+    def settle(self, volume):
+        """Finish replacing ``volume`` by its newest thin replica when a run was killed doing so.
+
+        The volume becomes a thin snapshot of the replica (it was checked unchanged
+        since the base): the old volume LV is removed, the new one made, and last the
+        replica's marks are dropped. A listing in between shows the replica
+        available and the volume as it is, or ``inbound`` while it has no LV.
+        """
+        scan = self.listing()
+        for row, tags in self._replacing(scan, volume):
+            working, head = row['lv_name'], scan.by_name.get(volume_lv(volume))
+            if head is None or head.get('origin') != working:
+                if head is not None:
+                    self.change(['lvremove', '--yes', self._lv(volume_lv(volume))],
+                                error='Replacing LV %s failed' % self._lv(volume_lv(volume)))
+                self.change(['lvcreate', '--yes', '-s', '-kn', '-n', volume_lv(volume)]
+                            + self._tags(volume=volume, created=self._now()) + [self._lv(working)],
+                            error='Making LV %s from the replica failed' % self._lv(volume_lv(volume)))
+            unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base', 'inbound_done') if key in tags
+                      for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
+            self.change(['lvchange'] + unmark + [self._lv(working)],
+                        error='Marking LV %s complete failed' % self._lv(working))
 
     def abort_receive(self, volume):
         """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one."""

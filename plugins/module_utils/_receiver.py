@@ -165,6 +165,7 @@ def serve(words, config, stream, runner, answer=None, session=None):
     if verb == 'receive':
         return _receive(backend, volume, words, stream, answer, where, session)
     with backend.lock([volume]):
+        backend.settle(volume)  # a replica a killed run completed is finished, not aborted or left half made
         if verb == 'abort':
             backend.abort_receive(volume)
             return {'aborted': volume}

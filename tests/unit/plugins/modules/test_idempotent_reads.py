@@ -71,6 +71,9 @@ class RecordingBackend(Backend):
         self._record('lock_turns')
         return self.turns_before
 
+    def settle(self, volume):
+        self._record('settle')
+
     def allocation_unit(self, volume=None):
         self._record('allocation_unit')
         return 512

@@ -1,0 +1,171 @@
+# Copyright: stratum.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A thin LVM replica whose receiving run is killed while the volume is replaced by the new snapshot.
+
+The receiver runs against a volume group kept in memory: its LVs, their tags and
+their contents change as lvcreate, lvremove and lvchange would change them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _receiver
+from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+from ansible_collections.stratum.storage.tests.unit.plugins.module_utils.test_replica_planner import (
+    Image, _Opened, _stream)
+from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_lvm_canned as lvm
+
+SIZE = 1 << 20
+PLACE = 'vg0/pool'
+
+
+class Killed(BaseException):
+    """The receiving process dies here: nothing after this command runs."""
+
+
+class VolumeGroup:
+    """vg0 with thin pool ``pool``: LV rows as ``lvs`` prints them, and each LV's data."""
+
+    def __init__(self):
+        self.rows = {'pool': dict(lvm.POOL)}
+        self.data = {}
+        self.commands = []
+        self.kill = None  # a predicate on argv: the receiver is killed instead of running it
+
+    def add(self, name, tags, origin=''):
+        row = lvm.lv(name, SIZE, tags=tags, attr='Vwi-a-tz--', segtype='thin', origin=origin, pool='pool')
+        self.rows[name] = row
+        self.data[name] = Image(SIZE)
+        if origin:
+            self.data[name].data[:] = self.data[origin].data
+        return row
+
+    def tags(self, name):
+        return [t for t in self.rows[name]['lv_tags'].split(',') if t]
+
+    def run(self, argv, check=True, error=None, **kwargs):
+        argv = list(argv)
+        if self.kill is not None and self.kill(argv):
+            raise Killed(' '.join(argv))
+        self.commands.append(argv)
+        if argv[0] == 'lvs' and 'data_percent,metadata_percent' in argv:
+            out = {'report': [{'lv': [{'data_percent': '10.00', 'metadata_percent': '5.00'}]}]}
+        elif argv[0] == 'lvs':
+            out = {'report': [{'lv': list(self.rows.values())}]}
+        elif argv[0] == 'lvcreate':
+            name = argv[argv.index('-n') + 1]
+            assert name not in self.rows, 'lvcreate: %s exists' % name
+            tags = [argv[i + 1] for i, a in enumerate(argv) if a == '--addtag']
+            self.add(name, tags, origin=argv[-1].split('/')[1])
+            return CommandResult(argv, 0, '', '')
+        elif argv[0] == 'lvremove':
+            for lv in argv[2:]:
+                del self.rows[lv.split('/')[1]]
+            return CommandResult(argv, 0, '', '')
+        elif argv[0] == 'lvchange':
+            name = argv[-1].split('/')[1]
+            tags = self.tags(name)
+            for i, a in enumerate(argv):
+                if a == '--addtag' and argv[i + 1] not in tags:
+                    tags.append(argv[i + 1])
+                elif a == '--deltag':
+                    tags.remove(argv[i + 1])
+            self.rows[name]['lv_tags'] = ','.join(tags)
+            return CommandResult(argv, 0, '', '')
+        else:
+            raise AssertionError('unexpected command %r' % argv)
+        return CommandResult(argv, 0, json.dumps(out), '')
+
+    def writer(self, path, size, what, skip_zeros=False):
+        return _Opened(self.data[path.rsplit('/', 1)[1]])
+
+
+@pytest.fixture
+def group(tmp_path, monkeypatch):
+    vg = VolumeGroup()
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    monkeypatch.setattr(_lvm, 'BlockWriter', vg.writer)
+
+    def changed_ranges(self, base, snapshot):  # thin_delta, from the contents
+        a, b = vg.data[base.details['lv'].split('/')[1]], vg.data[snapshot.details['lv'].split('/')[1]]
+        return [] if a.data == b.data else [(0, SIZE)]
+    monkeypatch.setattr(_lvm.LvmBackend, 'changed_ranges', changed_ranges)
+    # volume v holds replica s1 (identity i1)
+    vg.add('volume-v', ['stratum_volume=v', 'stratum_created=20261120T000000.000000Z'])
+    vg.data['volume-v'].write(0, b'\x01' * 4096)
+    vg.add('volume-v.s1', ['stratum_volume=v', 'stratum_snapshot=s1', 'stratum_created=20261121T000000.000000Z',
+                           'stratum_identity=i1'], origin='volume-v')
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'lvm': [PLACE]}))
+    vg.config = _receiver.load_config(str(config))
+    return vg
+
+
+def ask(vg, *words):
+    return _receiver.serve(list(words[:1]) + ['lvm', PLACE, 'v'] + list(words[1:]), vg.config, None, vg)
+
+
+def receive(vg, name, identity, base, content):
+    source = Image(SIZE)
+    source.write(0, content)
+    stream = io.BufferedReader(io.BytesIO(_stream(source, SIZE, [(0, len(content))])))
+    return _receiver.serve(['receive', 'lvm', PLACE, 'v', name, identity, base, 'new'], vg.config, stream, vg,
+                           io.BytesIO())
+
+
+def listed(answer):
+    return [(s['name'], s['status'], s['details'].get('identity')) for s in answer['snapshots']]
+
+
+KILLS = {
+    'after-complete-mark': lambda argv: argv[0] == 'lvremove',
+    'after-old-volume-removed': lambda argv: argv[0] == 'lvcreate' and argv[argv.index('-n') + 1] == 'volume-v',
+    'after-new-volume-made': lambda argv: argv[0] == 'lvchange' and '--deltag' in argv,
+}
+
+
+@pytest.mark.parametrize('kill', sorted(KILLS))
+@pytest.mark.parametrize('then', ['next-replica', 'same-replica-then-delete'])
+def test_a_replacement_cut_by_a_kill_is_finished_by_the_next_change(group, kill, then):
+    vg = group
+    group.kill = KILLS[kill]
+    with pytest.raises(Killed):
+        receive(vg, 's2', 'i2', 'i1', b'\x02' * 8192)
+    vg.kill = None
+    # s2's data is complete: it lists available, the volume as it is (or inbound while it has no LV),
+    # nothing is cut and nothing was written since the newest replica, so the source goes on from s2
+    info = ask(vg, 'info')
+    assert listed(info) == [('s1', 'available', 'i1'), ('s2', 'available', 'i2')]
+    assert info['inbound'] is None and info['written'] == 0
+    assert info['volume']['status'] == ('inbound' if kill == 'after-old-volume-removed' else 'available')
+    if then == 'next-replica':
+        answer = receive(vg, 's3', 'i3', 'i2', b'\x03' * 4096 + b'\x02' * 4096)
+        assert answer['snapshot']['name'] == 's3' and answer['snapshot']['status'] == 'available'
+        expected = [('s1', 'available', 'i1'), ('s2', 'available', 'i2'), ('s3', 'available', 'i3')]
+        content = b'\x03' * 4096 + b'\x02' * 4096
+    else:
+        # the source finds s2 there and sends nothing; a delete (retention) of s1 finishes the replacement
+        assert ask(vg, 'delete', 's1', 'i1') == {'deleted': 's1'}
+        expected, content = [('s2', 'available', 'i2')], b'\x02' * 8192
+    info = ask(vg, 'info')
+    assert listed(info) == expected and info['volume']['status'] == 'available' and info['written'] == 0
+    newest = 'volume-v.' + expected[-1][0]
+    assert vg.rows['volume-v']['origin'] == newest  # the volume is a thin snapshot of the newest replica
+    assert bytes(vg.data['volume-v'].data[:8192]) == content
+    assert not [t for row in vg.rows.values() for t in row['lv_tags'].split(',') if 'inbound' in t]
+
+
+def test_an_uncut_replica_marks_the_data_complete_before_it_replaces_the_volume(group):
+    vg = group
+    receive(vg, 's2', 'i2', 'i1', b'\x02' * 8192)
+    done = vg.commands[[i for i, c in enumerate(vg.commands) if c[:2] == ['lvchange', '--addtag']][-1]:]
+    # mark complete, read again, old volume out, new volume in, marks off (then the answer's listing)
+    assert [c[0] for c in done] == ['lvchange', 'lvs', 'lvremove', 'lvcreate', 'lvchange', 'lvs']
+    assert done[0][1:] == ['--addtag', 'stratum_inbound_done=yes', 'vg0/volume-v.s2']
+    assert vg.rows['volume-v']['origin'] == 'volume-v.s2'
+    assert sorted(t.split('=')[0] for t in vg.tags('volume-v.s2')) == [
+        'stratum_created', 'stratum_identity', 'stratum_snapshot', 'stratum_volume']
