@@ -35,18 +35,21 @@ def _creates(actions, *verbs):
 
 # -- applying -----------------------------------------------------------------------------
 
-def _converge(module, backend, read_and_plan, lock_names, reuse=True):
+def _converge(module, backend, read_and_plan, lock_names, reuse=True, more_locks=None):
     """Plan from a fresh read; in a real run, re-read and re-plan under the lock, then apply.
 
     With ``reuse``, the read under the lock is left out when the locks show that no
     run took them since the first read began (``Backend.lock_turns``); a plan that
     also reads what these locks do not cover (a backup repository) passes False.
+    ``more_locks(before, actions)`` names volumes that the first read shows the change
+    reaches as well; they are locked too, and the read is then made again under the locks.
     """
     turns = None if module.check_mode or not reuse else backend.lock_turns(lock_names)
     before, actions, predicted = read_and_plan()
     if actions and not module.check_mode:
-        with backend.lock(lock_names) as taken:
-            if turns is None or turns != taken:
+        extra = [name for name in (more_locks(before, actions) if more_locks else []) if name not in lock_names]
+        with backend.lock(list(lock_names) + extra) as taken:
+            if turns is None or extra or turns != taken:
                 before, actions, predicted = read_and_plan()
             _preflight(backend, actions)
             for action in actions:
@@ -127,8 +130,14 @@ def ensure_volume(module, backend):
             predicted = backend.predict_volume(predicted)
         return current, actions, predicted
 
+    def origin_of_a_deleted_clone(current, actions):
+        """Deleting a clone can end its origin's snapshot (ZFS destroys a deferred one with its last clone)."""
+        origin = (current.origin or {}).get('volume') if current is not None else None
+        return [origin] if origin and any(a.verb == Verb.DELETE_VOLUME for a in actions) else []
+
     locks = [desired['name']] + ([desired['source_volume']] if desired['source_volume'] and not restore else [])
-    before, actions, predicted = _converge(module, backend, read_and_plan, locks, reuse=not restore)
+    before, actions, predicted = _converge(module, backend, read_and_plan, locks, reuse=not restore,
+                                           more_locks=origin_of_a_deleted_clone)
     # a delete that went through leaves nothing to read back
     after = predicted if module.check_mode or not actions or predicted is None \
         else backend.read_volume(desired['name'])[0]

@@ -236,3 +236,25 @@ def test_the_read_under_the_lock_is_left_out_only_when_no_run_took_the_lock(betw
     assert not result['failed'], result
     expected = ['list', 'list', 'snapshot', 'list'] if between else ['list', 'snapshot', 'list']
     assert [c[1] for c in host.commands] == expected
+
+
+@pytest.mark.parametrize('deleted, origin_locked', [('c', True), ('v2', False)])
+def test_deleting_a_clone_also_locks_its_origin_volume(deleted, origin_locked, tmp_path, monkeypatch):
+    """The clone's last destroy also ends its origin's deferred snapshot, which a run on the origin may plan on."""
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    rows = zfs.base_rows()
+    rows[1][0].update(clones=zfs.PARENT + '/c', defer_destroy='on')
+    rows += [zfs.row(zfs.PARENT + '/c', 'volume', 32 << 20, 13, origin=zfs.PARENT + '/v@s1'),
+             zfs.row(zfs.PARENT + '/v2', 'volume', 32 << 20, 14)]
+    held = {}
+
+    def destroy(argv):
+        # None: this process holds the lock; '' or a mark: nobody does
+        held.update((name, _files.host_lock_turns('zfs:%s' % zfs.PARENT, [name]) is None) for name in ('v', deleted))
+        return 0, '', ''
+    host = zfs.zfs_host(rows, destroy=destroy)
+    result = run_canned(volume, dict(zfs.ZFS, name=deleted, state='absent'), host)
+    assert not result['failed'] and result['changed'], result
+    assert held == {'v': origin_locked, deleted: True}
+    # the origin's lock makes the run read again under the locks
+    assert [c[1] for c in host.commands] == (['list', 'list', 'destroy'] if origin_locked else ['list', 'destroy'])

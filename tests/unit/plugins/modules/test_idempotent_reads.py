@@ -289,7 +289,7 @@ def test_a_restore_always_reads_again_under_the_lock(args, reuse, monkeypatch, t
     from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import repository
     seen = []
 
-    def converge(module, backend, read_and_plan, lock_names, reuse=True):
+    def converge(module, backend, read_and_plan, lock_names, reuse=True, more_locks=None):
         seen.append(reuse)
         return None, [], None
     monkeypatch.setattr(_manager, '_converge', converge)
