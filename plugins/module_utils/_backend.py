@@ -136,13 +136,15 @@ class Backend(abc.ABC):
         """
         return None
 
-    def settle(self, volume):
+    def settle(self, volume, fresh=True):
         """Finish what a run that was killed left half done but had committed to, on ``volume``.
 
-        Called under the volume's lock before a change that builds on the volume's
-        state (a receive, an abort, a delete on the receiving side). The default has
-        nothing to finish.
+        Called under the volume's lock before any change of the volume (``fresh=False``:
+        the listing read under the lock stands). Returns what it did, as an action's
+        description, so that the change is planned again; None (the default) when it
+        had nothing to finish.
         """
+        return None
 
     # -- reading ----------------------------------------------------------------------
 

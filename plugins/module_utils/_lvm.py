@@ -329,12 +329,44 @@ class LvmBackend(ListingBackend):
         return sorted(volumes, key=lambda v: v.name), chains
 
     def _replacing(self, listing, name=None):
-        """The thin replica snapshots whose data is complete and that the volume is still to be replaced by."""
-        return [(row, tags) for row, tags in self._ours(listing) if 'snapshot' in tags and tags.get('inbound_done')
-                and (name is None or tags['volume'] == name)]
+        """``(row, tags)`` of each volume whose newest snapshot is a complete thin replica still to replace it.
+
+        Only the newest snapshot counts, and only with every mark a receive writes:
+        named as its tags say, thin, ``inbound`` naming itself with its own identity,
+        and ``inbound_done=yes``.
+        """
+        newest = {}
+        for row, tags in self._ours(listing):
+            if 'snapshot' in tags and (name is None or tags['volume'] == name):
+                key = (tags.get('created', ''), tags['snapshot'])
+                if tags['volume'] not in newest or key > newest[tags['volume']][0]:
+                    newest[tags['volume']] = (key, row, tags)
+        return [(row, tags) for _key, row, tags in newest.values()
+                if tags.get('inbound_done') == 'yes' and tags.get('inbound') == tags['snapshot']
+                and tags.get('identity') and tags.get('inbound_identity') == tags['identity']
+                and row['lv_name'] == snapshot_lv(tags['volume'], tags['snapshot'])
+                and row.get('segtype') == 'thin' and not _is_cow(row)]
+
+    def _written_since_base(self, listing, volume, tags):
+        """Bytes written to ``volume``'s LV since the base its replica ``tags`` was made from.
+
+        None when the LV is not our volume's, or the base cannot be compared with it.
+        Only a volume with 0 is replaced by the replica (``settle``); any other is
+        kept, the replica stays a snapshot beside it, and the next replication refuses
+        the written target as it refuses any other.
+        """
+        volumes, chains = self.records(listing, volume)
+        head = listing.by_name.get(volume_lv(volume))
+        if not volumes or head is None or volumes[0].details.get('lv') != self._lv(head['lv_name']) \
+                or volumes[0].status != 'available':
+            return None
+        base = next((s for s in chains.get(volume, []) if s.details.get('identity') == tags.get('inbound_base')
+                     and s.status == 'available'), None)
+        ranges = self.changed_ranges(base, volumes[0]) if base is not None else None
+        return sum(length for _offset, length in ranges) if ranges is not None else None
 
     def plan_settings(self, record):
-        if record.details.get('active') is False:
+        if record.details.get('active') is False and record.details.get('lv'):
             names = dict(volume=record.volume, snapshot=record.name) if isinstance(record, Snapshot) else \
                 dict(volume=record.name)
             return Settings([Action(Verb.ACTIVATE, 'activate LV %s so that %s exists'
@@ -550,8 +582,12 @@ class LvmBackend(ListingBackend):
                            'base': None if tags.get('inbound_base') in (None, '-') else tags['inbound_base']}
         written = None
         arrived = [s for s in snapshots if s.status == 'available']
-        if self._replacing(scan, volume):
-            written = 0  # the volume is to be made again from the newest replica (``settle``)
+        replacing = self._replacing(scan, volume)
+        head = scan.by_name.get(volume_lv(volume))
+        if replacing and (head is None or head.get('origin') != replacing[0][0]['lv_name']):
+            # the volume is still to be made from the newest replica (``settle``): it counts as that replica
+            # when it has no LV, or when its LV is ours and unchanged since the replica's base
+            written = 0 if head is None else self._written_since_base(scan, volume, replacing[0][1])
         elif current is not None and arrived:
             newest = arrived[-1]
             if newest.details.get('type') == 'thin' and current.details.get('type') == 'thin':
@@ -560,7 +596,8 @@ class LvmBackend(ListingBackend):
             elif newest.details.get('type') == 'cow':
                 usage = newest.details.get('usage_percent') or 0
                 written = int(newest.details['cow_size'] * usage / 100) or (1 if usage else 0)
-        return {'token': None, 'written': written, 'inbound': inbound}
+        return {'token': None, 'written': written, 'inbound': inbound,
+                'replacing': replacing[0][1]['snapshot'] if replacing else None}
 
     @contextmanager
     def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume, check):
@@ -664,28 +701,33 @@ class LvmBackend(ListingBackend):
         self.change(['lvchange'] + unmark + [self._lv(volume_lv(volume))],
                     error='Marking LV %s complete failed' % self._lv(volume_lv(volume)))
 
-    def settle(self, volume):
-        """Finish replacing ``volume`` by its newest thin replica when a run was killed doing so.
+    def settle(self, volume, fresh=True):
+        """Finish replacing ``volume`` by its newest thin replica, which a run may have been killed doing.
 
-        The volume becomes a thin snapshot of the replica (it was checked unchanged
-        since the base): the old volume LV is removed, the new one made, and last the
-        replica's marks are dropped. A listing in between shows the replica
-        available and the volume as it is, or ``inbound`` while it has no LV.
+        The volume becomes a thin snapshot of the replica: the old volume LV is
+        removed (only when it is ours and unchanged since the replica's base), the new
+        one made, and last the replica's marks are dropped. A listing in between shows
+        the replica available and the volume as it is, or ``inbound`` while it has no
+        LV. Returns what it did, or None. ``fresh=False`` uses the listing already
+        read under the lock.
         """
-        scan = self.listing()
+        scan = self.listing(fresh=fresh)
         for row, tags in self._replacing(scan, volume):
             working, head = row['lv_name'], scan.by_name.get(volume_lv(volume))
             if head is None or head.get('origin') != working:
-                if head is not None:
-                    self.change(['lvremove', '--yes', self._lv(volume_lv(volume))],
-                                error='Replacing LV %s failed' % self._lv(volume_lv(volume)))
-                self.change(['lvcreate', '--yes', '-s', '-kn', '-n', volume_lv(volume)]
-                            + self._tags(volume=volume, created=self._now()) + [self._lv(working)],
-                            error='Making LV %s from the replica failed' % self._lv(volume_lv(volume)))
+                if head is None or self._written_since_base(scan, volume, tags) == 0:
+                    if head is not None:
+                        self.change(['lvremove', '--yes', self._lv(volume_lv(volume))],
+                                    error='Replacing LV %s failed' % self._lv(volume_lv(volume)))
+                    self.change(['lvcreate', '--yes', '-s', '-kn', '-n', volume_lv(volume)]
+                                + self._tags(volume=volume, created=self._now()) + [self._lv(working)],
+                                error='Making LV %s from the replica failed' % self._lv(volume_lv(volume)))
             unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base', 'inbound_done') if key in tags
                       for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
             self.change(['lvchange'] + unmark + [self._lv(working)],
                         error='Marking LV %s complete failed' % self._lv(working))
+            return 'finish what the receive of replica snapshot %s left on volume %s' % (tags['snapshot'], volume)
+        return None
 
     def abort_receive(self, volume):
         """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one."""
@@ -694,14 +736,15 @@ class LvmBackend(ListingBackend):
             if tags['volume'] != volume or not tags.get('inbound'):
                 continue
             arrived = [s for s in self.read_volume(volume)[1] if s.status == 'available']
-            if 'snapshot' in tags or not arrived:
+            if ('snapshot' in tags and tags.get('inbound_done') != 'yes') or ('snapshot' not in tags and not arrived):
                 if 'snapshot' not in tags:
                     self.delete_volume(volume)
                     return
                 self.change(['lvremove', '--yes', self._lv(row['lv_name'])],
                             error='Removing LV %s failed' % self._lv(row['lv_name']))
             else:
-                unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base') if key in tags
+                # a volume that holds replicas already, or a snapshot whose data is complete, stays
+                unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base', 'inbound_done') if key in tags
                           for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
                 self.change(['lvchange'] + unmark + [self._lv(row['lv_name'])],
                             error='Clearing the marks of LV %s failed' % self._lv(row['lv_name']))

@@ -14,6 +14,7 @@ handlers that use it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 from ansible_collections.stratum.storage.plugins.module_utils._backend import Settings, Verb
 from ansible_collections.stratum.storage.plugins.module_utils._errors import ChainError, InvalidInputError, StorageError
@@ -51,12 +52,25 @@ def _converge(module, backend, read_and_plan, lock_names, reuse=True, more_locks
         with backend.lock(list(lock_names) + extra) as taken:
             if turns is None or extra or turns != taken:
                 before, actions, predicted = read_and_plan()
+            # what a killed replica receive committed to is finished first (LVM thin), then planned again
+            settled = [_Settled(done) for done in (backend.settle(name, fresh=False)
+                                                   for name in list(lock_names) + extra) if done]
+            if settled:
+                before, actions, predicted = read_and_plan()
             _preflight(backend, actions)
             for action in actions:
                 action.apply(backend)
+            actions = settled + actions
     elif actions:
         _preflight(backend, actions)
     return before, actions, predicted
+
+
+class _Settled(NamedTuple):
+    """What ``Backend.settle`` finished before a change, reported among its actions."""
+
+    description: str
+    verb: str = 'settle'
 
 
 def _preflight(backend, actions):

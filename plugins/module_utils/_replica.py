@@ -372,10 +372,14 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
                            'replicated.' % (snapshot.name, snapshot.volume))
     volume = target.get('volume')
     snapshots = target.get('snapshots') or []
+    # a receiver killed while it made the volume again from a complete replica: the abort request finishes that
+    replacing = target.get('replacing')
+    finish = ['finish what the receive of replica snapshot %s left on volume %s on %s'
+              % (replacing, target_volume, where)] if replacing else []
     same = next((s for s in snapshots if s['name'] == snapshot.name), None)
     if same is not None and same.get('status') == 'available':
         if same.get('identity') == identity:
-            return Plan('none', None, None, False, same, [])
+            return Plan('none', None, None, bool(replacing), same, finish)
         raise StorageError('Volume %s on %s has a snapshot %s that is not a replica of this one (identity %s, not '
                            '%s); refused.' % (target_volume, where, snapshot.name, same.get('identity'), identity))
     predicted = {'name': snapshot.name, 'volume': target_volume, 'backend': snapshot.backend, 'status': 'available',
@@ -386,8 +390,9 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
     if cut and resumes == identity:
         return Plan('resume', None, None, False, predicted, ['resume sending %s where the cut transfer stopped'
                                                              % label])
-    abort = cut or (volume is not None and volume.get('status') == 'inbound')
-    actions = ['abort the unfinished receive into volume %s on %s' % (target_volume, where)] if abort else []
+    abort = cut or (volume is not None and volume.get('status') == 'inbound' and not replacing)
+    actions = ['abort the unfinished receive into volume %s on %s' % (target_volume, where)] if abort else finish
+    abort = abort or bool(replacing)
     snapshots = [s for s in snapshots if s.get('status') != 'inbound']
     if abort and not snapshots:
         volume = None  # a volume that a cut replica was creating goes with the abort

@@ -169,3 +169,96 @@ def test_an_uncut_replica_marks_the_data_complete_before_it_replaces_the_volume(
     assert vg.rows['volume-v']['origin'] == 'volume-v.s2'
     assert sorted(t.split('=')[0] for t in vg.tags('volume-v.s2')) == [
         'stratum_created', 'stratum_identity', 'stratum_snapshot', 'stratum_volume']
+
+
+def killed_in(vg, kill):
+    vg.kill = KILLS[kill]
+    with pytest.raises(Killed):
+        receive(vg, 's2', 'i2', 'i1', b'\x02' * 8192)
+    vg.kill = None
+
+
+def test_a_volume_written_after_a_cut_replacement_is_kept_and_the_next_replica_refused(group):
+    vg = group
+    killed_in(vg, 'after-complete-mark')
+    vg.data['volume-v'].write(65536, b'\x09' * 4096)  # the volume is used on the target meanwhile
+    info = ask(vg, 'info')
+    assert info['replacing'] == 's2' and info['written'] == SIZE  # written since s1, the replica's base
+    uuid = vg.rows['volume-v']['lv_uuid']
+    vg.commands.clear()
+    with pytest.raises(Exception, match='changed since the common snapshot s2'):
+        receive(vg, 's3', 'i3', 'i2', b'\x03' * 8192)
+    assert vg.rows['volume-v']['lv_uuid'] == uuid and vg.data['volume-v'].read(65536, 4096) == b'\x09' * 4096
+    assert not [c for c in vg.commands if c[0] in ('lvremove', 'lvcreate')]
+    info = ask(vg, 'info')
+    assert listed(info) == [('s1', 'available', 'i1'), ('s2', 'available', 'i2')] and info['replacing'] is None
+
+
+def test_an_lv_in_the_volume_s_place_that_is_not_ours_is_left_alone(group):
+    vg = group
+    killed_in(vg, 'after-old-volume-removed')
+    vg.rows['volume-v'] = lvm.lv('volume-v', SIZE, attr='Vwi-a-tz--', segtype='thin', pool='pool')  # made by hand
+    vg.data['volume-v'] = Image(SIZE, fill=7)
+    vg.commands.clear()
+    assert ask(vg, 'abort') == {'aborted': 'v'}
+    assert not [c for c in vg.commands if c[0] in ('lvremove', 'lvcreate')]
+    assert vg.rows['volume-v']['lv_tags'] == '' and vg.data['volume-v'].read(0, 4) == b'\x07' * 4
+    assert not [t for t in vg.tags('volume-v.s2') if 'inbound' in t]
+
+
+def test_only_the_newest_snapshot_with_every_mark_of_a_receive_replaces_the_volume(group):
+    vg = group
+    receive(vg, 's2', 'i2', 'i1', b'\x02' * 8192)
+    tags = vg.tags('volume-v.s1')
+    vg.rows['volume-v.s1']['lv_tags'] = ','.join(tags + ['stratum_inbound=s1', 'stratum_inbound_identity=i1',
+                                                         'stratum_inbound_base=-', 'stratum_inbound_done=yes'])
+    info = ask(vg, 'info')
+    assert info['replacing'] is None and info['written'] == 0
+    vg.commands.clear()
+    ask(vg, 'abort')
+    assert not [c for c in vg.commands if c[0] in ('lvremove', 'lvcreate')]
+    assert vg.rows['volume-v']['origin'] == 'volume-v.s2' and vg.data['volume-v'].read(0, 4) == b'\x02' * 4
+
+
+def canned(vg):
+    from ansible_collections.stratum.storage.tests.unit.helpers import CannedHost
+
+    def answer(argv):
+        result = vg.run([argv[0].rsplit('/', 1)[-1]] + list(argv[1:]))
+        return result.rc, result.stdout, result.stderr
+    return CannedHost(lvs=answer, lvcreate=answer, lvremove=answer, lvchange=answer)
+
+
+def test_the_snapshot_and_volume_modules_finish_a_cut_replacement_before_they_change_anything(group):
+    from ansible_collections.stratum.storage.plugins.modules import snapshot, volume
+    from ansible_collections.stratum.storage.tests.unit.helpers import run_canned
+    vg = group
+    killed_in(vg, 'after-old-volume-removed')
+    args = dict(backend='lvm', lvm={'vg': 'vg0', 'thin_pool': 'pool'})
+    # check mode changes nothing and plans no activation of an LV that is not there
+    check = run_canned(volume, dict(args, name='v', size=SIZE), canned(vg), check=True)
+    assert not check['failed'] and not [a for a in check['actions'] if 'activate' in a], check
+    assert 'volume-v' not in vg.rows
+    result = run_canned(snapshot, dict(args, volume='v', name='s2', state='absent'), canned(vg))
+    assert not result['failed'] and result['changed'], result
+    assert result['actions'][0] == 'finish what the receive of replica snapshot s2 left on volume v'
+    assert 'volume-v.s2' not in vg.rows and vg.data['volume-v'].read(0, 8192) == b'\x02' * 8192
+    assert [s['name'] for s in ask(vg, 'info')['snapshots']] == ['s1']
+
+
+@pytest.mark.parametrize('name, mode', [('s2', 'none'), ('s3', 'incremental')])
+def test_the_source_plans_to_finish_a_cut_replacement(name, mode):
+    from ansible_collections.stratum.storage.plugins.module_utils._replica import plan_replica
+    from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot
+    chain = [Snapshot(name=n, volume='v', backend='lvm', status='available', size=SIZE, created=None, parent=None,
+                      details={'uuid': 'i' + n[1]}) for n in ('s1', 's2', 's3')]
+    target = {'volume': {'name': 'v', 'status': 'inbound'}, 'replacing': 's2', 'written': 0, 'inbound': None,
+              'snapshots': [{'name': 's1', 'status': 'available', 'identity': 'i1'},
+                            {'name': 's2', 'status': 'available', 'identity': 'i2'}]}
+    plan = plan_replica(chain, next(s for s in chain if s.name == name), lambda s: s.details['uuid'], target,
+                        'lvm vg0/pool on peer', 'v')
+    assert plan.mode == mode and plan.abort  # the abort request finishes the replacement first
+    assert plan.actions[0] == 'finish what the receive of replica snapshot s2 left on volume v on lvm vg0/pool on peer'
+    assert not [a for a in plan.actions if a.startswith('abort')]
+    if mode == 'incremental':
+        assert plan.base == 's2'
