@@ -38,7 +38,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader, BlockWriter, restore_into_device
+from ansible_collections.stratum.storage.plugins.module_utils._mover import (
+    BlockReader, BlockWriter, FullnessGuard, restore_into_device)
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
@@ -622,7 +623,7 @@ class LvmBackend(ListingBackend):
                 self._check_pool(0)
         with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
                          skip_zeros=fresh) as writer:
-            yield PoolGuard(writer, self._check_pool) if guard else writer
+            yield FullnessGuard(writer, self._check_pool, POOL_CHECK_BYTES) if guard else writer
         with self.lock([volume]):
             self._receive_done(volume, snapshot, identity, base_identity, target)
 
@@ -757,32 +758,6 @@ class LvmBackend(ListingBackend):
                             zeroed=bool(self.thin_pool))
         self.change(['lvchange', '--deltag', '%sstatus=creating' % TAG, self._lv(lv)],
                     error='Marking LV %s complete failed' % self._lv(lv))
-
-
-class PoolGuard:
-    """A block stream's destination that reads how full the thin pool is every ``POOL_CHECK_BYTES`` written."""
-
-    def __init__(self, writer, check):
-        self._writer, self._check = writer, check
-        self.written = self._since = 0
-
-    def __getattr__(self, name):
-        return getattr(self._writer, name)
-
-    def _count(self, length):
-        if self._since + length > POOL_CHECK_BYTES:
-            self._check(self.written)
-            self._since = 0
-        self._since += length
-        self.written += length
-
-    def write(self, offset, data):
-        self._count(len(data))
-        self._writer.write(offset, data)
-
-    def write_zeroes(self, offset, length):
-        self._count(length)
-        self._writer.write_zeroes(offset, length)
 
 
 def parse_thin_delta(text):

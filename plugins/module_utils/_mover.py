@@ -374,6 +374,36 @@ class Counted:
 BLKZEROOUT = 0x127F
 
 
+class FullnessGuard:
+    """A block stream's destination that calls ``check(bytes written so far)`` every ``every`` bytes written.
+
+    The receiver's check reads how full the storage is (an LVM thin pool, the
+    filesystem of an nfs directory) and raises once it is at its limit.
+    """
+
+    def __init__(self, writer, check, every):
+        self._writer, self._check, self._every = writer, check, every
+        self.written = self._since = 0
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+    def _count(self, length):
+        if self._since + length > self._every:
+            self._check(self.written)
+            self._since = 0
+        self._since += length
+        self.written += length
+
+    def write(self, offset, data):
+        self._count(len(data))
+        self._writer.write(offset, data)
+
+    def write_zeroes(self, offset, length):
+        self._count(length)
+        self._writer.write_zeroes(offset, length)
+
+
 class BlockWriter(BlockReader):
     """The destination of a block stream that is a block device (an LV); ``skip_zeros`` for one that reads as zeros."""
 

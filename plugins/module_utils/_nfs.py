@@ -47,6 +47,8 @@ FORMATS = ('raw', 'qcow2')
 OVERLAY_FORMAT = 'qcow2'
 #: room kept free beyond the overlay's allocated bytes when a commit needs space
 COMMIT_MARGIN = 1 << 20
+#: bytes a receive writes between two readings of how full the directory's filesystem is
+SPACE_CHECK_BYTES = 256 << 20
 _FILE_RE = re.compile(r'volume-(%s)(\.info|\.stratum\.new)?' % NAME_PATTERN)
 #: where ``_qemu_img_on`` puts ``--image-opts`` and the chain's options
 IMAGE_OPTS = object()
@@ -142,6 +144,9 @@ def pin(files):
 class NfsBackend(Backend):
     name = 'nfs'
     formats = FORMATS
+    #: set by the replication receiver: a receive stops once the filesystem of the directory is this full
+    #: (percent, read before writing and every SPACE_CHECK_BYTES), so a replica does not fill a shared share
+    space_limit = None
 
     def __init__(self, runner, config):
         super().__init__(runner, config)
@@ -974,9 +979,15 @@ class NfsBackend(Backend):
                 self.extend_volume(volume, size)
                 chain = self.load(volume)
             fds = stack.enter_context(pin(chain.files))
+            if self.space_limit is not None:
+                self._check_fill(0)
         with stack, NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
                               what='volume %s' % volume) as image:
-            yield image
+            if self.space_limit is None:
+                yield image
+            else:  # imported here: a module run that receives nothing does not compile the data mover
+                from ansible_collections.stratum.storage.plugins.module_utils._mover import FullnessGuard
+                yield FullnessGuard(image, self._check_fill, SPACE_CHECK_BYTES)
         with self.lock([volume]):
             self.create_snapshot(volume, snapshot)
             meta = self._read_meta(volume)
@@ -985,6 +996,23 @@ class NfsBackend(Backend):
             if created is not None:
                 meta['snapshots'][snapshot]['created'] = created
             self._write_meta(volume, meta)
+
+    def _check_fill(self, written):
+        """Raise when the filesystem of the directory is ``space_limit`` percent full or more (as df counts)."""
+        try:
+            fs = os.statvfs(self.directory)
+        except OSError as exc:
+            raise os_error(exc, 'Reading how full the filesystem is', self.directory)
+        used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+        room = used + fs.f_bavail * fs.f_frsize
+        full = 100.0 * used / room if room else 100.0
+        if full >= self.space_limit:
+            raise StorageError('The filesystem of %s is %.1f%% full, at or above the receiver\'s limit of %s%%; %s'
+                               % (self.directory, full, self.space_limit,
+                                  'nothing was written, and the next run tries again once it has room.'
+                                  if not written else
+                                  'the transfer stopped after writing %d bytes and resumes on the next run once it '
+                                  'has room.' % written))
 
     @_sentences
     def abort_receive(self, volume):

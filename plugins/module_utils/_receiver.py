@@ -16,7 +16,8 @@ sets it) is cut, as a dropped connection would cut it, so a silent client holds
 no volume for longer. A transfer into an LVM thin pool stops once the pool's
 data or metadata is ``thin_pool_max_percent`` (95 unless set) full, read before it
 writes and every 256 MiB it writes, so a replica does not fill the pool that the
-other thin volumes write to.
+other thin volumes write to; one into an nfs directory stops likewise once the
+directory's filesystem is ``filesystem_max_percent`` (95 unless set) full.
 
 A ``session`` request answers as ``info`` does and then reads further requests,
 one line each, from the same connection (``Session``), so a replica needs one
@@ -51,6 +52,9 @@ DEFAULT_CONFIG = '/etc/stratum-storage/receiver.json'
 IDLE_SECONDS = 300
 #: how full (percent, data or metadata) a thin pool may get from a receive, unless ``thin_pool_max_percent`` is set
 THIN_POOL_MAX_PERCENT = 95
+#: how full (percent, as df counts) the filesystem of an nfs directory may get from a receive, unless
+#: ``filesystem_max_percent`` is set
+FILESYSTEM_MAX_PERCENT = 95
 IDENT = 'stratum-receiver'
 
 
@@ -59,8 +63,8 @@ class Refused(InvalidInputError):
 
 
 def load_config(path):
-    """The receiver's configuration: backend name -> the locations it may write, ``idle_seconds`` and
-    ``thin_pool_max_percent``."""
+    """The receiver's configuration: backend name -> the locations it may write, ``idle_seconds``,
+    ``thin_pool_max_percent`` and ``filesystem_max_percent``."""
     try:
         with open(path, 'rb') as handle:
             config = json.loads(handle.read().decode('utf-8'))
@@ -68,7 +72,9 @@ def load_config(path):
         reason = getattr(exc, 'strerror', None) or exc
         raise StorageError('The receiver configuration %s cannot be read: %s.' % (path, reason))
     idle = config.pop('idle_seconds', IDLE_SECONDS) if isinstance(config, dict) else None
-    pool = config.pop('thin_pool_max_percent', THIN_POOL_MAX_PERCENT) if isinstance(config, dict) else None
+    limits = dict((key, config.pop(key, default) if isinstance(config, dict) else None)
+                  for key, default in (('thin_pool_max_percent', THIN_POOL_MAX_PERCENT),
+                                       ('filesystem_max_percent', FILESYSTEM_MAX_PERCENT)))
     if not isinstance(config, dict) or any(name not in BACKENDS or not isinstance(places, list)
                                            or not all(isinstance(p, str) and p for p in places)
                                            for name, places in config.items()):
@@ -77,10 +83,12 @@ def load_config(path):
     if not isinstance(idle, int) or isinstance(idle, bool) or not 1 <= idle <= 86400:
         raise StorageError('The receiver configuration %s has idle_seconds %r; it must be a whole number of seconds '
                            'from 1 to 86400.' % (path, idle))
-    if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= 100:
-        raise StorageError('The receiver configuration %s has thin_pool_max_percent %r; it must be a whole number '
-                           'from 1 to 100.' % (path, pool))
-    config['idle_seconds'], config['thin_pool_max_percent'] = idle, pool
+    for key, limit in sorted(limits.items()):
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+            raise StorageError('The receiver configuration %s has %s %r; it must be a whole number from 1 to 100.'
+                               % (path, key, limit))
+    config['idle_seconds'] = idle
+    config.update(limits)
     return config
 
 
@@ -147,6 +155,7 @@ def serve(words, config, stream, runner, answer=None, session=None):
         backend = BACKENDS[kind].backend(runner, config_of(kind, location))
         backend.confined = True  # LVM: only the configured pool (or the thick LVs) of the volume group
         backend.pool_limit = config.get('thin_pool_max_percent', THIN_POOL_MAX_PERCENT)  # LVM thin
+        backend.space_limit = config.get('filesystem_max_percent', FILESYSTEM_MAX_PERCENT)  # nfs
         backend.connect(apply=False)
     if verb in ('info', 'session'):
         turns = backend.lock_turns([volume])

@@ -187,6 +187,87 @@ def test_a_source_comparing_for_long_sends_signs_of_life(source, peer, scratch, 
     assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
 
 
+FILLING = """
+import json, os, sys
+from ansible_collections.stratum.storage.plugins.module_utils import _nfs
+from ansible_collections.stratum.storage.plugins.module_utils._receiver import main
+_nfs.SPACE_CHECK_BYTES = 1 << 20
+readings = json.loads(os.environ['FULLNESS'])
+
+class Reading:
+    f_frsize, f_blocks = 4096, 10000
+
+    def __init__(self, percent):
+        self.f_bfree = self.f_bavail = int(self.f_blocks * (100 - percent) / 100)
+
+def statvfs(path):
+    log = os.environ['FULLNESS_LOG']
+    with open(log, 'a') as handle:
+        handle.write(path + '\\n')
+    with open(log) as handle:
+        seen = len(handle.read().splitlines())
+    return Reading(readings[min(seen, len(readings)) - 1])
+
+_nfs.os.statvfs = statvfs
+sys.exit(main(['--config', sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize('fullness, limit, stops_after', [
+    ([50.0] * 8, None, None),
+    ([96.0], None, 0),
+    ([50.0, 60.0, 97.5], None, 2),
+    ([50.0, 60.0, 97.5, 97.9], 98, None),
+], ids=['room', 'full-before', 'fills-during', 'higher-limit'])
+def test_a_receive_into_an_nfs_directory_stops_before_its_filesystem_is_full(
+        source, peer, scratch, monkeypatch, fullness, limit, stops_after):
+    config = Path(peer).parent / 'receiver.json'
+    config.write_text(json.dumps(dict({'nfs': [peer]}, **({'filesystem_max_percent': limit} if limit else {}))))
+    log = Path(peer).parent / 'statvfs.log'
+    now = [fullness]
+
+    def argv(self, words, stdin=True):
+        command = ' '.join(_replica.shlex.quote(str(w)) for w in words)
+        return ['env', 'SSH_ORIGINAL_COMMAND=%s' % command, 'PYTHONPATH=%s' % ROOT, 'FULLNESS=%s' % json.dumps(now[0]),
+                'FULLNESS_LOG=%s' % log, sys.executable, '-c', FILLING, str(config)]
+    monkeypatch.setattr(_replica.Peer, 'argv', argv)
+    source.create(size='4M')
+    for n in range(4):
+        source.write(0x50 + n, '%dk' % (n * 1024), '1M')
+    source.snapshot('s1')
+    result = run_replica(source, peer, 's1')
+    readings = log.read_text().splitlines() if log.exists() else []
+    assert readings and set(readings) == {peer}  # the directory's own filesystem is read
+    if stops_after is None:
+        assert not result.get('failed'), result
+        assert result['replica']['status'] == 'available' and len(readings) == 4  # before, then at each MiB
+        assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+        return
+    assert result['failed']
+    full = {0: '96.0', 2: '97.5'}[stops_after]
+    assert 'The filesystem of %s is %s%% full, at or above the receiver\'s limit of 95%%; ' % (peer, full) in result['msg']
+    if stops_after:
+        assert 'the transfer stopped after writing %d bytes and resumes' % (stops_after * MiB) in result['msg']
+        assert target_snapshots(peer)['s1']['status'] == 'inbound'
+    else:
+        assert result['msg'].endswith('nothing was written, and the next run tries again once it has room.')
+    # with room again, the next run completes it
+    log.unlink()
+    now[0] = [10.0]
+    again = run_replica(source, peer, 's1')
+    assert not again.get('failed'), again
+    assert again['replica']['status'] == 'available'
+    assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+
+
+@pytest.mark.parametrize('limit', [0, 101, 50.5, '90', True])
+def test_a_bad_filesystem_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, limit):
+    config = tmp_path / 'receiver.json'
+    config.write_text(json.dumps({'nfs': [str(tmp_path)], 'filesystem_max_percent': limit}))
+    with pytest.raises(_receiver.StorageError, match='filesystem_max_percent .*; it must be a whole number from 1 to 100'):
+        _receiver.load_config(str(config))
+
+
 @pytest.mark.parametrize('idle', [0, -5, 86401, 2.5, '60', True])
 def test_a_bad_idle_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, idle):
     config = tmp_path / 'receiver.json'
