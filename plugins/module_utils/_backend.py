@@ -136,13 +136,14 @@ class Backend(abc.ABC):
         """
         return None
 
-    def settle(self, volume, fresh=True):
+    def settle(self, volume, fresh=True, apply=True):
         """Finish what a run that was killed left half done but had committed to, on ``volume``.
 
         Called under the volume's lock before any change of the volume (``fresh=False``:
         the listing read under the lock stands). Returns what it did, as an action's
         description, so that the change is planned again; None (the default) when it
-        had nothing to finish.
+        had nothing to finish. ``apply=False`` (check mode) returns what it would do
+        and changes nothing.
         """
         return None
 

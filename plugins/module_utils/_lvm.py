@@ -330,21 +330,24 @@ class LvmBackend(ListingBackend):
         return sorted(volumes, key=lambda v: v.name), chains
 
     def _replacing(self, listing, name=None):
-        """``(row, tags)`` of each volume whose newest snapshot is a complete thin replica still to replace it.
+        """``(row, tags)`` of each volume's complete thin replica that is still to replace the volume.
 
-        Only the newest snapshot counts, and only with every mark a receive writes:
-        named as its tags say, thin, ``inbound`` naming itself with its own identity,
-        and ``inbound_done=yes``.
+        Only a snapshot with every mark a receive writes counts: named as its tags
+        say, thin, ``inbound`` naming itself with its own identity, and
+        ``inbound_done=yes``; and only when no replica (a snapshot with an identity)
+        arrived after it. A receive finishes the one before it first, so there is at
+        most one; a snapshot taken on the target while the transfer was cut may be
+        newer, and then stays beside the replaced volume.
         """
         newest = {}
         for row, tags in self._ours(listing):
-            if 'snapshot' in tags and (name is None or tags['volume'] == name):
+            if 'snapshot' in tags and tags.get('identity') and (name is None or tags['volume'] == name):
                 key = (tags.get('created', ''), tags['snapshot'])
                 if tags['volume'] not in newest or key > newest[tags['volume']][0]:
                     newest[tags['volume']] = (key, row, tags)
         return [(row, tags) for _key, row, tags in newest.values()
                 if tags.get('inbound_done') == 'yes' and tags.get('inbound') == tags['snapshot']
-                and tags.get('identity') and tags.get('inbound_identity') == tags['identity']
+                and tags.get('inbound_identity') == tags['identity']
                 and row['lv_name'] == snapshot_lv(tags['volume'], tags['snapshot'])
                 and row.get('segtype') == 'thin' and not _is_cow(row)]
 
@@ -702,7 +705,7 @@ class LvmBackend(ListingBackend):
         self.change(['lvchange'] + unmark + [self._lv(volume_lv(volume))],
                     error='Marking LV %s complete failed' % self._lv(volume_lv(volume)))
 
-    def settle(self, volume, fresh=True):
+    def settle(self, volume, fresh=True, apply=True):
         """Finish replacing ``volume`` by its newest thin replica, which a run may have been killed doing.
 
         The volume becomes a thin snapshot of the replica: the old volume LV is
@@ -710,10 +713,13 @@ class LvmBackend(ListingBackend):
         one made, and last the replica's marks are dropped. A listing in between shows
         the replica available and the volume as it is, or ``inbound`` while it has no
         LV. Returns what it did, or None. ``fresh=False`` uses the listing already
-        read under the lock.
+        read under the lock; ``apply=False`` (check mode) only says what it would do.
         """
         scan = self.listing(fresh=fresh)
         for row, tags in self._replacing(scan, volume):
+            done = 'finish what the receive of replica snapshot %s left on volume %s' % (tags['snapshot'], volume)
+            if not apply:
+                return done
             working, head = row['lv_name'], scan.by_name.get(volume_lv(volume))
             if head is None or head.get('origin') != working:
                 if head is None or self._written_since_base(scan, volume, tags) == 0:
@@ -727,7 +733,7 @@ class LvmBackend(ListingBackend):
                       for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
             self.change(['lvchange'] + unmark + [self._lv(working)],
                         error='Marking LV %s complete failed' % self._lv(working))
-            return 'finish what the receive of replica snapshot %s left on volume %s' % (tags['snapshot'], volume)
+            return done
         return None
 
     def abort_receive(self, volume):

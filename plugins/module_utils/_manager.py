@@ -63,6 +63,8 @@ def _converge(module, backend, read_and_plan, lock_names, reuse=True, more_locks
             actions = settled + actions
     elif actions:
         _preflight(backend, actions)
+        actions = [_Settled(done) for done in (backend.settle(name, fresh=False, apply=False)
+                                               for name in lock_names) if done] + actions
     return before, actions, predicted
 
 

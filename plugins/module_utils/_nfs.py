@@ -967,6 +967,8 @@ class NfsBackend(Backend):
         with self.lock([volume]):
             current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
+            if self.space_limit is not None:  # before anything is made or marked
+                self._check_fill(0)
             if current is None:
                 self.create_volume(volume, size, 'qcow2')
             meta = self._read_meta(volume)
@@ -979,8 +981,6 @@ class NfsBackend(Backend):
                 self.extend_volume(volume, size)
                 chain = self.load(volume)
             fds = stack.enter_context(pin(chain.files))
-            if self.space_limit is not None:
-                self._check_fill(0)
         with stack, NbdExport(self.runner, image_opts(chain.files, fds), fds.values(), writable=True,
                               what='volume %s' % volume) as image:
             if self.space_limit is None:
@@ -998,21 +998,23 @@ class NfsBackend(Backend):
             self._write_meta(volume, meta)
 
     def _check_fill(self, written):
-        """Raise when the filesystem of the directory is ``space_limit`` percent full or more (as df counts)."""
+        """Raise when the filesystem of the directory is ``space_limit`` percent full or more.
+
+        The percentage is df's ``Use%``: used blocks over used and available ones, rounded up.
+        """
         try:
             fs = os.statvfs(self.directory)
         except OSError as exc:
             raise os_error(exc, 'Reading how full the filesystem is', self.directory)
         used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
         room = used + fs.f_bavail * fs.f_frsize
-        full = 100.0 * used / room if room else 100.0
+        full = -(-used * 100 // room) if room else 100
         if full >= self.space_limit:
-            raise StorageError('The filesystem of %s is %.1f%% full, at or above the receiver\'s limit of %s%%; %s'
-                               % (self.directory, full, self.space_limit,
-                                  'nothing was written, and the next run tries again once it has room.'
-                                  if not written else
-                                  'the transfer stopped after writing %d bytes and resumes on the next run once it '
-                                  'has room.' % written))
+            then = ('nothing was written, and the next run tries again once it has room.' if not written else
+                    'the transfer stopped after writing %d bytes and resumes on the next run once it has room.'
+                    % written)
+            raise StorageError('The filesystem of %s is %d%% full (as df counts), at or above the receiver\'s limit of '
+                               '%s%%; %s' % (self.directory, full, self.space_limit, then))
 
     @_sentences
     def abort_receive(self, volume):

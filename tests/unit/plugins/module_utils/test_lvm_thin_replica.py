@@ -262,3 +262,43 @@ def test_the_source_plans_to_finish_a_cut_replacement(name, mode):
     assert not [a for a in plan.actions if a.startswith('abort')]
     if mode == 'incremental':
         assert plan.base == 's2'
+
+
+def test_a_snapshot_taken_on_the_target_during_a_cut_does_not_stop_the_replacement(group):
+    from ansible_collections.stratum.storage.plugins.modules import snapshot
+    from ansible_collections.stratum.storage.tests.unit.helpers import run_canned
+    vg = group
+    vg.kill = lambda argv: argv[0] == 'lvchange' and 'stratum_inbound_done=yes' in argv  # cut before it is complete
+    with pytest.raises(Killed):
+        receive(vg, 's2', 'i2', 'i1', b'\x02' * 8192)
+    vg.kill = None
+    assert ask(vg, 'info')['inbound']['snapshot'] == 's2'
+    # meanwhile someone takes a snapshot of the target volume (still at s1): it is newer than s2
+    local = run_canned(snapshot, dict(backend='lvm', lvm={'vg': 'vg0', 'thin_pool': 'pool'}, volume='v', name='mine'),
+                       canned(vg))
+    assert local['changed'] and not local['failed'], local
+    source = Image(SIZE)
+    source.write(0, b'\x02' * 8192)
+    stream = io.BufferedReader(io.BytesIO(_stream(source, SIZE, None, hashes=True, target=vg.data['volume-v.s2'])))
+    resumed = _receiver.serve(['receive', 'lvm', PLACE, 'v', 's2', 'i2', 'i1', 'resume'], vg.config, stream, vg,
+                              io.BytesIO())
+    assert resumed['snapshot']['status'] == 'available' and resumed['bytes_written'] == 0
+    assert vg.rows['volume-v']['origin'] == 'volume-v.s2' and vg.data['volume-v'].read(0, 8192) == b'\x02' * 8192
+    assert not [t for row in vg.rows.values() for t in row['lv_tags'].split(',') if 'inbound' in t]
+    assert vg.data['volume-v.mine'].read(0, 4096) == b'\x01' * 4096  # the snapshot keeps what it was taken of
+
+
+def test_check_mode_of_a_module_reports_the_finish_and_changes_nothing(group):
+    from ansible_collections.stratum.storage.plugins.modules import snapshot
+    from ansible_collections.stratum.storage.tests.unit.helpers import run_canned
+    vg = group
+    killed_in(vg, 'after-complete-mark')
+    args = dict(backend='lvm', lvm={'vg': 'vg0', 'thin_pool': 'pool'}, volume='v', name='s1', state='absent')
+    rows, ran = json.dumps(vg.rows, sort_keys=True), len(vg.commands)
+    check = run_canned(snapshot, args, canned(vg), check=True)
+    assert json.dumps(vg.rows, sort_keys=True) == rows and [c[0] for c in vg.commands[ran:]] == ['lvs']
+    real = run_canned(snapshot, args, canned(vg))
+    assert check['actions'] == real['actions'] == [
+        'finish what the receive of replica snapshot s2 left on volume v', 'delete snapshot s1 of volume v'], real
+    assert vg.rows['volume-v']['origin'] == 'volume-v.s2' and 'volume-v.s1' not in vg.rows
+    assert not run_canned(snapshot, args, canned(vg))['changed']

@@ -71,7 +71,7 @@ class RecordingBackend(Backend):
         self._record('lock_turns')
         return self.turns_before
 
-    def settle(self, volume, fresh=True):
+    def settle(self, volume, fresh=True, apply=True):
         self._record('settle')
 
     def allocation_unit(self, volume=None):

@@ -216,8 +216,8 @@ sys.exit(main(['--config', sys.argv[1]]))
 @pytest.mark.parametrize('fullness, limit, stops_after', [
     ([50.0] * 8, None, None),
     ([96.0], None, 0),
-    ([50.0, 60.0, 97.5], None, 2),
-    ([50.0, 60.0, 97.5, 97.9], 98, None),
+    ([50.0, 60.0, 94.5], None, 2),  # df shows 95%
+    ([50.0, 60.0, 96.5, 96.9], 98, None),
 ], ids=['room', 'full-before', 'fills-during', 'higher-limit'])
 def test_a_receive_into_an_nfs_directory_stops_before_its_filesystem_is_full(
         source, peer, scratch, monkeypatch, fullness, limit, stops_after):
@@ -244,13 +244,15 @@ def test_a_receive_into_an_nfs_directory_stops_before_its_filesystem_is_full(
         assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
         return
     assert result['failed']
-    full = {0: '96.0', 2: '97.5'}[stops_after]
-    assert 'The filesystem of %s is %s%% full, at or above the receiver\'s limit of 95%%; ' % (peer, full) in result['msg']
+    full = {0: 96, 2: 95}[stops_after]
+    assert 'The filesystem of %s is %d%% full (as df counts), at or above the receiver\'s limit of 95%%; ' % (
+        peer, full) in result['msg']
     if stops_after:
         assert 'the transfer stopped after writing %d bytes and resumes' % (stops_after * MiB) in result['msg']
         assert target_snapshots(peer)['s1']['status'] == 'inbound'
     else:
         assert result['msg'].endswith('nothing was written, and the next run tries again once it has room.')
+        assert not [f for f in os.listdir(peer) if not f.endswith('.stratum.lock')]  # nothing made or marked
     # with room again, the next run completes it
     log.unlink()
     now[0] = [10.0]
@@ -258,6 +260,14 @@ def test_a_receive_into_an_nfs_directory_stops_before_its_filesystem_is_full(
     assert not again.get('failed'), again
     assert again['replica']['status'] == 'available'
     assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+    if stops_after == 0:  # an incremental refused for want of room leaves the replica as it was
+        source.write(0x60, '0', '1M')
+        source.snapshot('s2')
+        now[0] = [96.0]
+        refused = run_replica(source, peer, 's2')
+        assert refused['failed'] and 'nothing was written' in refused['msg'], refused
+        assert [(s['name'], s['status']) for s in target_snapshots(peer).values()] == [('s1', 'available')]
+        assert run_module(volume_info, nfs_args(peer, name='v'))['volumes'][0]['status'] == 'available'
 
 
 @pytest.mark.parametrize('limit', [0, 101, 50.5, '90', True])
