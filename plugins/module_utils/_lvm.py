@@ -235,7 +235,7 @@ class LvmBackend(ListingBackend):
             'format': 'raw',
         }
 
-    def _volume_record(self, row, tags):
+    def _volume_record(self, row, tags, arrived=False):
         details = self._details(row)
         thin = row.get('segtype') == 'thin'
         details.update(type='thin' if thin else 'thick', thin_pool=row.get('pool_lv') or None)
@@ -245,7 +245,7 @@ class LvmBackend(ListingBackend):
         status = 'available'
         if tags.get('status') == 'creating':
             status = 'creating'
-        elif tags.get('inbound') and 'snapshot' not in tags:
+        elif tags.get('inbound') and 'snapshot' not in tags and not arrived:
             status = 'inbound'
         elif row['lv_name'] != volume_lv(tags['volume']) or 'snapshot' in tags:
             status = 'error'
@@ -295,6 +295,7 @@ class LvmBackend(ListingBackend):
 
     def records(self, listing, name=None):
         volumes, snapshots = [], {}
+        arrived = set(tags['volume'] for _row, tags in self._arrived_marks(listing, name))
         for row, tags in self._ours(listing):
             if name is not None and tags['volume'] != name:
                 continue
@@ -302,7 +303,7 @@ class LvmBackend(ListingBackend):
                 snapshots.setdefault(tags['volume'], []).append((tags.get('created', ''), tags['snapshot'],
                                                                  (row, tags)))
             else:
-                volumes.append(self._volume_record(row, tags))
+                volumes.append(self._volume_record(row, tags, tags['volume'] in arrived))
         listed = set(v.name for v in volumes)
         for row, tags in self._replacing(listing, name):
             if tags['volume'] not in listed:  # a run was cut between removing the volume and making it again
@@ -350,6 +351,19 @@ class LvmBackend(ListingBackend):
                 and tags.get('inbound_identity') == tags['identity']
                 and row['lv_name'] == snapshot_lv(tags['volume'], tags['snapshot'])
                 and row.get('segtype') == 'thin' and not _is_cow(row)]
+
+    def _arrived_marks(self, listing, name=None):
+        """``(row, tags)`` of volume LVs still marked inbound for a snapshot that has arrived.
+
+        A receive into a new or a thick volume takes the snapshot, then drops the
+        volume's marks; a run killed in between leaves the snapshot, with the
+        identity the marks name, beside a volume that is complete.
+        """
+        arrived = set((tags['volume'], tags['snapshot'], tags.get('identity')) for _row, tags in self._ours(listing)
+                      if 'snapshot' in tags and tags.get('identity') and not tags.get('inbound'))
+        return [(row, tags) for row, tags in self._ours(listing)
+                if 'snapshot' not in tags and tags.get('inbound') and (name is None or tags['volume'] == name)
+                and (tags['volume'], tags['inbound'], tags.get('inbound_identity')) in arrived]
 
     def _written_since_base(self, listing, volume, tags):
         """Bytes written to ``volume``'s LV since the base its replica ``tags`` was made from.
@@ -580,8 +594,10 @@ class LvmBackend(ListingBackend):
         volumes, chains = self.records(scan, volume)  # one listing for the records and the marks
         current, snapshots = (volumes[0] if volumes else None), chains.get(volume, [])
         inbound = None
+        finished = self._arrived_marks(scan, volume)
         for row, tags in self._ours(scan):
-            if tags['volume'] == volume and tags.get('inbound') and not tags.get('inbound_done'):
+            if tags['volume'] == volume and tags.get('inbound') and not tags.get('inbound_done') \
+                    and (row, tags) not in finished:
                 inbound = {'snapshot': tags['inbound'], 'identity': tags.get('inbound_identity'),
                            'base': None if tags.get('inbound_base') in (None, '-') else tags['inbound_base']}
         written = None
@@ -600,8 +616,8 @@ class LvmBackend(ListingBackend):
             elif newest.details.get('type') == 'cow':
                 usage = newest.details.get('usage_percent') or 0
                 written = int(newest.details['cow_size'] * usage / 100) or (1 if usage else 0)
-        return {'token': None, 'written': written, 'inbound': inbound,
-                'replacing': replacing[0][1]['snapshot'] if replacing else None}
+        left = replacing[0][1]['snapshot'] if replacing else finished[0][1]['inbound'] if finished else None
+        return {'token': None, 'written': written, 'inbound': inbound, 'replacing': left}
 
     @contextmanager
     def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume, check):
@@ -706,14 +722,16 @@ class LvmBackend(ListingBackend):
                     error='Marking LV %s complete failed' % self._lv(volume_lv(volume)))
 
     def settle(self, volume, fresh=True, apply=True):
-        """Finish replacing ``volume`` by its newest thin replica, which a run may have been killed doing.
+        """Finish what a receive into ``volume`` left when it was killed after its data was complete.
 
-        The volume becomes a thin snapshot of the replica: the old volume LV is
-        removed (only when it is ours and unchanged since the replica's base), the new
-        one made, and last the replica's marks are dropped. A listing in between shows
-        the replica available and the volume as it is, or ``inbound`` while it has no
-        LV. Returns what it did, or None. ``fresh=False`` uses the listing already
-        read under the lock; ``apply=False`` (check mode) only says what it would do.
+        A thin replica still to replace the volume: the volume becomes a thin
+        snapshot of it (the old volume LV is removed only when it is ours and
+        unchanged since the replica's base), and last the replica's marks are
+        dropped. A listing in between shows the replica available and the volume as
+        it is, or ``inbound`` while it has no LV. A new or thick volume whose
+        snapshot was taken but whose marks were not dropped: the marks go. Returns
+        what it did, or None. ``fresh=False`` uses the listing already read under
+        the lock; ``apply=False`` (check mode) only says what it would do.
         """
         scan = self.listing(fresh=fresh)
         for row, tags in self._replacing(scan, volume):
@@ -734,6 +752,13 @@ class LvmBackend(ListingBackend):
             self.change(['lvchange'] + unmark + [self._lv(working)],
                         error='Marking LV %s complete failed' % self._lv(working))
             return done
+        for row, tags in self._arrived_marks(scan, volume):
+            if apply:
+                unmark = [a for key in ('inbound', 'inbound_identity', 'inbound_base') if key in tags
+                          for a in ('--deltag', '%s%s=%s' % (TAG, key, tags[key]))]
+                self.change(['lvchange'] + unmark + [self._lv(row['lv_name'])],
+                            error='Marking LV %s complete failed' % self._lv(row['lv_name']))
+            return 'finish what the receive of replica snapshot %s left on volume %s' % (tags['inbound'], volume)
         return None
 
     def abort_receive(self, volume):

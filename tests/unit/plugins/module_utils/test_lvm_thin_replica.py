@@ -60,7 +60,7 @@ class VolumeGroup:
             name = argv[argv.index('-n') + 1]
             assert name not in self.rows, 'lvcreate: %s exists' % name
             tags = [argv[i + 1] for i, a in enumerate(argv) if a == '--addtag']
-            self.add(name, tags, origin=argv[-1].split('/')[1])
+            self.add(name, tags, origin=argv[-1].split('/')[1] if '-s' in argv else '')
             return CommandResult(argv, 0, '', '')
         elif argv[0] == 'lvremove':
             for lv in argv[2:]:
@@ -302,3 +302,27 @@ def test_check_mode_of_a_module_reports_the_finish_and_changes_nothing(group):
         'finish what the receive of replica snapshot s2 left on volume v', 'delete snapshot s1 of volume v'], real
     assert vg.rows['volume-v']['origin'] == 'volume-v.s2' and 'volume-v.s1' not in vg.rows
     assert not run_canned(snapshot, args, canned(vg))['changed']
+
+
+def test_a_first_replica_killed_before_its_marks_went_is_listed_complete_and_finished(group):
+    from ansible_collections.stratum.storage.plugins.module_utils._replica import plan_replica
+    from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot
+    vg = group
+    vg.kill = lambda argv: argv[0] == 'lvchange' and '--deltag' in argv and argv[-1] == 'vg0/volume-w'
+    source = Image(SIZE)
+    source.write(0, b'\x05' * 4096)
+    stream = io.BufferedReader(io.BytesIO(_stream(source, SIZE, None)))
+    with pytest.raises(Killed):  # the snapshot is taken, the volume's marks are not dropped yet
+        _receiver.serve(['receive', 'lvm', PLACE, 'w', 's1', 'j1', '-', 'new'], vg.config, stream, vg, io.BytesIO())
+    vg.kill = None
+    info = _receiver.serve(['info', 'lvm', PLACE, 'w'], vg.config, None, vg)
+    assert info['volume']['status'] == 'available' and info['inbound'] is None and info['replacing'] == 's1'
+    assert listed(info) == [('s1', 'available', 'j1')]
+    chain = [Snapshot(name='s1', volume='w', backend='lvm', status='available', size=SIZE, created=None, parent=None,
+                      details={'uuid': 'j1'})]
+    plan = plan_replica(chain, chain[0], lambda s: s.details['uuid'], info, 'lvm vg0/pool on peer', 'w')
+    assert plan.mode == 'none' and plan.abort and plan.actions[0].startswith('finish what the receive of replica')
+    assert _receiver.serve(['abort', 'lvm', PLACE, 'w'], vg.config, None, vg) == {'aborted': 'w'}
+    info = _receiver.serve(['info', 'lvm', PLACE, 'w'], vg.config, None, vg)
+    assert info['replacing'] is None and listed(info) == [('s1', 'available', 'j1')]
+    assert not [t for t in vg.tags('volume-w') if 'inbound' in t] and vg.data['volume-w'].read(0, 4) == b'\x05' * 4
