@@ -81,6 +81,18 @@ def _mounts():
                 yield fields[1].replace('\\040', ' '), fields[2], fields[0]
 
 
+def _arrived(chain):
+    """The snapshot a receive marked the volume for, when it was taken with the identity the mark names."""
+    inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else None
+    name = inbound.get('snapshot') if inbound is not None else None
+    if not isinstance(name, str) or name not in chain.snapshots:
+        return None
+    entry = (chain.meta.get('snapshots') or {}).get(name)
+    if isinstance(entry, dict) and 'status' not in entry and entry.get('uuid') == inbound.get('identity'):
+        return name
+    return None
+
+
 def _sentences(method):
     """Turn an ``OSError`` of a change into one sentence that names the volume and the file."""
     @functools.wraps(method)
@@ -496,7 +508,10 @@ class NfsBackend(Backend):
             'files': chain.names,
             'info_file': os.path.basename(self._info_path(volume)) if chain.info is not None else None,
         }
-        return Volume(name=volume, backend=self.name, status=meta.get('status', 'available'),
+        status = meta.get('status', 'available')
+        if status == 'inbound' and _arrived(chain):  # the snapshot was taken; only the mark was left
+            status = 'available'
+        return Volume(name=volume, backend=self.name, status=status,
                       size=chain.active.virtual_size, created=meta.get('created'),
                       origin=meta.get('origin'), details=details)
 
@@ -942,6 +957,7 @@ class NfsBackend(Backend):
         """The replica arriving in ``volume`` (``inbound``), and the bytes written to it since its newest snapshot."""
         chain = self.load(volume)
         inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else None
+        arrived = _arrived(chain)
         written = None
         if len(chain.files) > 1:
             result = self._qemu_img_on(chain.files, ['map', '--output=json', IMAGE_OPTS],
@@ -951,7 +967,23 @@ class NfsBackend(Backend):
                               if int(e['depth']) == 0 and e.get('present', True))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StorageError('qemu-img map printed an unexpected allocation map: %s.' % exc)
-        return {'token': None, 'written': written, 'inbound': inbound}
+        return {'token': None, 'written': written, 'inbound': None if arrived else inbound, 'replacing': arrived}
+
+    @_sentences
+    def settle(self, volume, fresh=True, apply=True):
+        """Drop the mark a receive left when it was killed after taking its snapshot (called under the lock)."""
+        try:
+            arrived = _arrived(self.load(volume)) if self._exists(volume) else None
+        except StorageError:  # a chain that cannot be read has nothing of a receive to finish
+            return None
+        if arrived is None:
+            return None
+        if apply:
+            meta = self._read_meta(volume)
+            meta.pop('inbound', None)
+            meta.pop('status', None)
+            self._write_meta(volume, meta)
+        return 'finish what the receive of replica snapshot %s left on volume %s' % (arrived, volume)
 
     @contextmanager
     def receive_into(self, volume, snapshot, identity, base_identity, size, created, resume, check):
@@ -965,6 +997,7 @@ class NfsBackend(Backend):
         """
         stack = ExitStack()
         with self.lock([volume]):
+            self.settle(volume)
             current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
             if self.space_limit is not None:  # before anything is made or marked

@@ -278,6 +278,50 @@ def test_a_bad_filesystem_limit_in_the_receiver_configuration_is_one_sentence(tm
         _receiver.load_config(str(config))
 
 
+KILLED_AFTER_SNAPSHOT = """
+import os, sys
+from ansible_collections.stratum.storage.plugins.module_utils import _nfs
+from ansible_collections.stratum.storage.plugins.module_utils._receiver import main
+real = _nfs.NfsBackend.create_snapshot
+
+def create_snapshot(self, *args, **kwargs):
+    real(self, *args, **kwargs)
+    os._exit(9)  # killed before the volume's mark is dropped
+
+_nfs.NfsBackend.create_snapshot = create_snapshot
+sys.exit(main(['--config', sys.argv[1]]))
+"""
+
+
+def test_a_receiver_killed_after_taking_the_snapshot_leaves_it_complete_and_the_next_run_finishes(
+        source, peer, scratch, monkeypatch):
+    config = Path(peer).parent / 'receiver.json'
+    plain = _replica.Peer.argv
+
+    def killed(self, words, stdin=True):
+        command = ' '.join(_replica.shlex.quote(str(w)) for w in words)
+        return ['env', 'SSH_ORIGINAL_COMMAND=%s' % command, 'PYTHONPATH=%s' % ROOT, sys.executable, '-c',
+                KILLED_AFTER_SNAPSHOT, str(config)]
+    source.create(size='4M')
+    source.write(0x70, '0', '1M')
+    source.snapshot('s1')
+    monkeypatch.setattr(_replica.Peer, 'argv', killed)
+    assert run_replica(source, peer, 's1')['failed']
+    monkeypatch.setattr(_replica.Peer, 'argv', plain)
+    # the snapshot is complete and listed so; the volume is not inbound although its mark is still there
+    assert json.loads((Path(peer) / 'volume-v.stratum.json').read_text()).get('status') == 'inbound'
+    assert [(s['name'], s['status']) for s in target_snapshots(peer).values()] == [('s1', 'available')]
+    assert run_module(volume_info, nfs_args(peer, name='v'))['volumes'][0]['status'] == 'available'
+    check = run_replica(source, peer, 's1', check=True)
+    assert check['changed'] and check['actions'][0].startswith('finish what the receive of replica snapshot s1 left')
+    finished = run_replica(source, peer, 's1')
+    assert finished['changed'] and finished['actions'] == check['actions'], finished
+    meta = json.loads((Path(peer) / 'volume-v.stratum.json').read_text())
+    assert 'status' not in meta and 'inbound' not in meta
+    assert not run_replica(source, peer, 's1')['changed']
+    assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
+
+
 @pytest.mark.parametrize('idle', [0, -5, 86401, 2.5, '60', True])
 def test_a_bad_idle_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, idle):
     config = tmp_path / 'receiver.json'
