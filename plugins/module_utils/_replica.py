@@ -377,9 +377,10 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
     finish = ['finish what the receive of replica snapshot %s left on volume %s on %s'
               % (replacing, target_volume, where)] if replacing else []
     same = next((s for s in snapshots if s['name'] == snapshot.name), None)
-    if same is not None and same.get('status') == 'available':
+    # a snapshot that arrived but is still marked (ZFS lists it inbound until the mark goes) counts as there
+    if same is not None and (same.get('status') == 'available' or same['name'] == replacing):
         if same.get('identity') == identity:
-            return Plan('none', None, None, bool(replacing), same, finish)
+            return Plan('none', None, None, bool(replacing), dict(same, status='available'), finish)
         raise StorageError('Volume %s on %s has a snapshot %s that is not a replica of this one (identity %s, not '
                            '%s); refused.' % (target_volume, where, snapshot.name, same.get('identity'), identity))
     predicted = {'name': snapshot.name, 'volume': target_volume, 'backend': snapshot.backend, 'status': 'available',

@@ -468,12 +468,40 @@ class ZfsBackend(ListingBackend):
                   error='Releasing the hold %s on snapshot %s failed' % (tag, self._dataset(volume, snapshot)))
 
     def replica_state(self, volume):
-        """What a replication source needs besides the listing: the resume token, bytes written since the newest snapshot."""
+        """What a replication source needs besides the listing: the resume token, bytes written since the newest
+        snapshot, and a snapshot that arrived while the mark of its receive stayed (``replacing``)."""
         result = self.runner.run(['zfs', 'get', '-H', '-p', '-o', 'property,value', 'receive_resume_token,written',
                                   self._dataset(volume)], check=False)
         found = dict(line.split('\t', 1) for line in result.stdout.splitlines() if '\t' in line)
         token = found.get('receive_resume_token', '-')
-        return {'token': None if token in ('-', '') else token, 'written': _int(found.get('written'))}
+        # from the listing the caller read just before (``read_volume``), so no second ``zfs list`` runs
+        replacing = self._arrived_mark(self._listing, volume) if self._listing is not None else None
+        return {'token': None if token in ('-', '') else token, 'written': _int(found.get('written')),
+                'replacing': replacing}
+
+    def _arrived_mark(self, listing, volume):
+        """S when the zvol still carries the mark of receiving S but S has arrived (the run was killed before it
+        dropped the mark); None otherwise. ``zfs receive`` makes a snapshot only once it is complete."""
+        dataset = self._dataset(volume)
+        row = next((r for r in listing if r['name'] == dataset and r['type'] == 'volume'), None)
+        if row is None or row['receive_resume_token'] not in ('-', ''):
+            return None
+        mark = row[STATUS_PROPERTY]
+        for prefix in (RECEIVING_PREFIX, INBOUND_PREFIX):
+            name = mark[len(prefix):] if mark.startswith(prefix) else None
+            if name and any(r['name'] == '%s@%s' % (dataset, name) and r['type'] == 'snapshot' for r in listing):
+                return name
+        return None
+
+    def settle(self, volume, fresh=True, apply=True):
+        """Drop the mark of a receive that was killed after its snapshot arrived (called under the lock)."""
+        arrived = self._arrived_mark(self.listing(fresh=fresh), volume)
+        if arrived is None:
+            return None
+        if apply:
+            self._zfs(['inherit', STATUS_PROPERTY, self._dataset(volume)],
+                      error='Marking zvol %s complete failed' % self._dataset(volume))
+        return 'finish what the receive of replica snapshot %s left on volume %s' % (arrived, volume)
 
     def receive(self, volume, snapshot, identity, base_identity, resume, stream):
         """Receive ``snapshot`` (guid ``identity``) of ``volume`` from ``stream``; return its record.

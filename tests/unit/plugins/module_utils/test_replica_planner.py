@@ -538,3 +538,30 @@ def test_a_bad_thin_pool_limit_in_the_receiver_configuration_is_one_sentence(tmp
     config.write_text(json.dumps({'lvm': ['vg0/pool'], 'thin_pool_max_percent': limit}))
     with pytest.raises(StorageError, match='thin_pool_max_percent .*; it must be a whole number from 1 to 100'):
         _receiver.load_config(str(config))
+
+
+def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run():
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    mark = {'stratum:status': 'receiving:s2'}  # the zvol's mark, which its snapshots inherit
+    rows = [zfs.row(zfs.PARENT + '/v', 'volume', 32 << 20, 10, extra=mark),
+            zfs.row(zfs.PARENT + '/v@s1', 'snapshot', 32 << 20, 11, extra=mark),
+            zfs.row(zfs.PARENT + '/v@s2', 'snapshot', 32 << 20, 12, extra=mark)]
+    host, runner = _zfs_receiver_host(rows)
+    inherited = []
+    plain = host.answers['zfs']
+    host.answers['zfs'] = lambda argv: inherited.append(argv) or (0, '', '') if argv[1] == 'inherit' else plain(argv)
+    config = {'zfs': [zfs.PARENT]}
+    info = serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, runner)
+    assert [(s['name'], s['status']) for s in info['snapshots']] == [('s1', 'available'), ('s2', 'inbound')]
+    assert info['replacing'] == 's2' and info['token'] is None
+    source = chain('s1', 's2')
+    guids = {'s1': '1011', 's2': '1012'}
+    plan = plan_replica(source, source[1], lambda s: guids[s.name], info, WHERE, 'v')
+    assert plan.mode == 'none' and plan.abort and plan.replica['status'] == 'available'
+    assert plan.actions == ['finish what the receive of replica snapshot s2 left on volume v on ' + WHERE]
+    with pytest.raises(StorageError, match='has a snapshot s2 that is not a replica of this one'):
+        plan_replica(source, source[1], lambda s: 'another', info, WHERE, 'v')  # the guid decides, not the name
+    assert inherited == []
+    assert serve(['abort', 'zfs', zfs.PARENT, 'v'], config, None, runner) == {'aborted': 'v'}
+    assert inherited[0] == ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']
