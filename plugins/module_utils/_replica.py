@@ -371,16 +371,18 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
         raise StorageError('Snapshot %s of volume %s has no identity to match on the target, so it cannot be '
                            'replicated.' % (snapshot.name, snapshot.volume))
     volume = target.get('volume')
-    snapshots = target.get('snapshots') or []
-    # a receiver killed while it made the volume again from a complete replica: the abort request finishes that
+    # a receive the receiver was killed finishing (a snapshot that arrived, a volume still to be made from it or
+    # still marked): the abort request finishes it first, so the snapshot counts as there (ZFS lists it inbound
+    # until its mark goes)
     replacing = target.get('replacing')
     finish = ['finish what the receive of replica snapshot %s left on volume %s on %s'
               % (replacing, target_volume, where)] if replacing else []
+    snapshots = [dict(s, status='available') if replacing and s['name'] == replacing else s
+                 for s in target.get('snapshots') or []]
     same = next((s for s in snapshots if s['name'] == snapshot.name), None)
-    # a snapshot that arrived but is still marked (ZFS lists it inbound until the mark goes) counts as there
-    if same is not None and (same.get('status') == 'available' or same['name'] == replacing):
+    if same is not None and same.get('status') == 'available':
         if same.get('identity') == identity:
-            return Plan('none', None, None, bool(replacing), dict(same, status='available'), finish)
+            return Plan('none', None, None, bool(replacing), same, finish)
         raise StorageError('Volume %s on %s has a snapshot %s that is not a replica of this one (identity %s, not '
                            '%s); refused.' % (target_volume, where, snapshot.name, same.get('identity'), identity))
     predicted = {'name': snapshot.name, 'volume': target_volume, 'backend': snapshot.backend, 'status': 'available',

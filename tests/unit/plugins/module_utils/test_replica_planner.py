@@ -562,6 +562,11 @@ def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run()
     assert plan.actions == ['finish what the receive of replica snapshot s2 left on volume v on ' + WHERE]
     with pytest.raises(StorageError, match='has a snapshot s2 that is not a replica of this one'):
         plan_replica(source, source[1], lambda s: 'another', info, WHERE, 'v')  # the guid decides, not the name
+    later = chain('s1', 's2', 's3')
+    guids['s3'] = '1013'
+    plan = plan_replica(later, later[2], lambda s: guids[s.name], info, WHERE, 'v')
+    assert plan.mode == 'incremental' and plan.base == 's2' and plan.abort  # from s2, once its mark is gone
+    assert plan.actions[0].startswith('finish what the receive of replica snapshot s2')
     assert inherited == []
     assert serve(['abort', 'zfs', zfs.PARENT, 'v'], config, None, runner) == {'aborted': 'v'}
     assert inherited[0] == ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']
