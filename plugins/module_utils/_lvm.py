@@ -633,8 +633,9 @@ class LvmBackend(ListingBackend):
         """
         guard = self.thin_pool is not None and self.pool_limit is not None
         with self.lock([volume]):
-            self.settle(volume)
             current, snapshots = self.read_volume(volume)
+            if self.settle(volume, fresh=False):  # what a receive killed after its data was complete left
+                current, snapshots = self.read_volume(volume)
             check(current, snapshots, self.replica_state(volume) if current is not None else {})
             target, fresh = self._receive_target(volume, snapshot, identity, base_identity, size, resume,
                                                  current, snapshots)
@@ -762,8 +763,13 @@ class LvmBackend(ListingBackend):
         return None
 
     def abort_receive(self, volume):
-        """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one."""
+        """Drop what a cut replica left: the LV it was writing (a new volume goes), or the marks of an old one.
+
+        What a receive killed after its data was complete left is finished instead (``settle``).
+        """
         scan = self.listing()
+        if self.settle(volume, fresh=False):
+            scan = self.listing()
         for row, tags in list(self._ours(scan)):
             if tags['volume'] != volume or not tags.get('inbound'):
                 continue

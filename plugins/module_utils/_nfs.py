@@ -88,7 +88,9 @@ def _arrived(chain):
     if not isinstance(name, str) or name not in chain.snapshots:
         return None
     entry = (chain.meta.get('snapshots') or {}).get(name)
-    if isinstance(entry, dict) and 'status' not in entry and entry.get('uuid') == inbound.get('identity'):
+    # mapped in the info file, the overlay is complete even if the run was killed before it dropped "creating"
+    if isinstance(entry, dict) and entry.get('status') in (None, 'creating') \
+            and entry.get('uuid') == inbound.get('identity'):
         return name
     return None
 
@@ -980,8 +982,12 @@ class NfsBackend(Backend):
             return None
         if apply:
             meta = self._read_meta(volume)
-            meta.pop('inbound', None)
+            inbound = meta.pop('inbound', None)
             meta.pop('status', None)
+            entry = meta['snapshots'][arrived]
+            entry.pop('status', None)
+            if isinstance(inbound, dict) and isinstance(inbound.get('created'), str):
+                entry['created'] = inbound['created']  # the source's time, as an uncut receive records it
             self._write_meta(volume, meta)
         return 'finish what the receive of replica snapshot %s left on volume %s' % (arrived, volume)
 
@@ -1005,7 +1011,7 @@ class NfsBackend(Backend):
             if current is None:
                 self.create_volume(volume, size, 'qcow2')
             meta = self._read_meta(volume)
-            meta['inbound'] = {'snapshot': snapshot, 'identity': identity, 'base': base_identity}
+            meta['inbound'] = {'snapshot': snapshot, 'identity': identity, 'base': base_identity, 'created': created}
             meta['status'] = 'inbound'
             meta.setdefault('snapshots', {})[snapshot] = {'uuid': identity, 'status': 'inbound', 'created': created}
             self._write_meta(volume, meta)
@@ -1053,6 +1059,8 @@ class NfsBackend(Backend):
     def abort_receive(self, volume):
         """Drop what a cut replica wrote: a volume it was creating goes, another one reads as its newest snapshot."""
         if not self._exists(volume):
+            return
+        if self.settle(volume):  # a receive killed after its snapshot was taken: the volume keeps what it holds
             return
         chain = self.load(volume)
         inbound = chain.meta.get('inbound') if isinstance(chain.meta.get('inbound'), dict) else None

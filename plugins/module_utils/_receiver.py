@@ -174,11 +174,12 @@ def serve(words, config, stream, runner, answer=None, session=None):
     if verb == 'receive':
         return _receive(backend, volume, words, stream, answer, where, session)
     with backend.lock([volume]):
-        backend.settle(volume)  # a replica a killed run completed is finished, not aborted or left half made
-        if verb == 'abort':
+        if verb == 'abort':  # it first finishes what a receive killed after its data was complete left
             backend.abort_receive(volume)
             return {'aborted': volume}
         current, snapshots = backend.read_volume(volume)
+        if backend.settle(volume, fresh=False):  # such a receive is finished before a delete, not left half made
+            current, snapshots = backend.read_volume(volume)
         name = words[4]
         existing = next((s for s in snapshots if s.name == name), None)
         if existing is None:

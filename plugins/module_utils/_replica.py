@@ -377,8 +377,8 @@ def plan_replica(chain, snapshot, identity_of, target, where, target_volume, res
     replacing = target.get('replacing')
     finish = ['finish what the receive of replica snapshot %s left on volume %s on %s'
               % (replacing, target_volume, where)] if replacing else []
-    snapshots = [dict(s, status='available') if replacing and s['name'] == replacing else s
-                 for s in target.get('snapshots') or []]
+    snapshots = [dict(s, status='available') if replacing and s['name'] == replacing and s.get('status') == 'inbound'
+                 else s for s in target.get('snapshots') or []]
     same = next((s for s in snapshots if s['name'] == snapshot.name), None)
     if same is not None and same.get('status') == 'available':
         if same.get('identity') == identity:

@@ -165,6 +165,9 @@ def test_an_uncut_replica_marks_the_data_complete_before_it_replaces_the_volume(
     done = vg.commands[[i for i, c in enumerate(vg.commands) if c[:2] == ['lvchange', '--addtag']][-1]:]
     # mark complete, read again, old volume out, new volume in, marks off (then the answer's listing)
     assert [c[0] for c in done] == ['lvchange', 'lvs', 'lvremove', 'lvcreate', 'lvchange', 'lvs']
+    # before it: one listing for the records, one for the state of the replica; then the pool, once made
+    first = vg.commands[:[i for i, c in enumerate(vg.commands) if c[0] == 'lvcreate'][0]]
+    assert [c[0] for c in first] == ['lvs', 'lvs']
     assert done[0][1:] == ['--addtag', 'stratum_inbound_done=yes', 'vg0/volume-v.s2']
     assert vg.rows['volume-v']['origin'] == 'volume-v.s2'
     assert sorted(t.split('=')[0] for t in vg.tags('volume-v.s2')) == [

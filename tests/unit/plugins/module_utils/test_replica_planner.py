@@ -570,3 +570,23 @@ def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run()
     assert inherited == []
     assert serve(['abort', 'zfs', zfs.PARENT, 'v'], config, None, runner) == {'aborted': 'v'}
     assert inherited[0] == ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']
+
+
+def test_a_snapshot_left_to_finish_that_is_not_inbound_is_taken_as_it_is_listed():
+    source = chain('s1', 's2')
+    answer = dict(target([('s1', 'g-s1', 'available'), ('s2', 'g-s2', 'error')]), replacing='s2')
+    with pytest.raises(StorageError, match='changed since the common snapshot'):
+        plan(source, 's2', answer)
+
+
+def test_a_delete_on_the_zfs_receiver_lists_once():
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    rows = [zfs.row(zfs.PARENT + '/v', 'volume', 32 << 20, 10), zfs.row(zfs.PARENT + '/v@s1', 'snapshot', 32 << 20, 11),
+            zfs.row(zfs.PARENT + '/v@s2', 'snapshot', 32 << 20, 12)]
+    host, runner = _zfs_receiver_host(rows)
+    plain = host.answers['zfs']
+    host.answers['zfs'] = lambda argv: (0, '', '') if argv[1] == 'destroy' else plain(argv)
+    assert serve(['delete', 'zfs', zfs.PARENT, 'v', 's1', '1011'], {'zfs': [zfs.PARENT]}, None, runner) == {
+        'deleted': 's1'}
+    assert [c[1] for c in host.commands] == ['list', 'destroy']

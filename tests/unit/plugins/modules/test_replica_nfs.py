@@ -322,6 +322,59 @@ def test_a_receiver_killed_after_taking_the_snapshot_leaves_it_complete_and_the_
     assert content(peer, target_snapshots(peer)['s1'], scratch) == source.digest('s1')
 
 
+KILLED_BEFORE_CREATING_WENT = """
+import os, sys
+from ansible_collections.stratum.storage.plugins.module_utils import _nfs
+from ansible_collections.stratum.storage.plugins.module_utils._receiver import main
+real = _nfs.NfsBackend._write_info
+
+def write_info(self, *args, **kwargs):
+    real(self, *args, **kwargs)
+    os._exit(9)  # the overlay is mapped; its "creating" status and the volume's mark are still there
+
+_nfs.NfsBackend._write_info = write_info
+sys.exit(main(['--config', sys.argv[1]]))
+"""
+
+
+def test_a_receiver_killed_while_taking_the_snapshot_keeps_what_the_target_volume_gets_after(
+        source, peer, scratch, monkeypatch):
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules.backup_support import Source
+    config = Path(peer).parent / 'receiver.json'
+    plain = _replica.Peer.argv
+    source.create(size='4M')
+    source.write(0x71, '0', '1M')
+    source.snapshot('s1')
+    assert not run_replica(source, peer, 's1').get('failed')
+    source.write(0x72, '1M', '1M')
+    source.snapshot('s2')
+    created = dict((s['name'], s['created']) for s in run_module(snapshot_info, nfs_args(
+        source.directory, volume='v'))['snapshots'])['s2']
+
+    def killed(self, words, stdin=True):
+        command = ' '.join(_replica.shlex.quote(str(w)) for w in words)
+        return ['env', 'SSH_ORIGINAL_COMMAND=%s' % command, 'PYTHONPATH=%s' % ROOT, sys.executable, '-c',
+                KILLED_BEFORE_CREATING_WENT, str(config)]
+    monkeypatch.setattr(_replica.Peer, 'argv', killed)
+    assert run_replica(source, peer, 's2')['failed']
+    monkeypatch.setattr(_replica.Peer, 'argv', plain)
+    meta = json.loads((Path(peer) / 'volume-v.stratum.json').read_text())
+    assert meta['status'] == 'inbound' and meta['snapshots']['s2']['status'] == 'creating'
+    assert run_module(volume_info, nfs_args(peer, name='v'))['volumes'][0]['status'] == 'available'
+    # the target volume is used meanwhile: what is written to it is kept when the receive is finished
+    target = Source(peer, scratch)
+    target.write(0x7f, '3M', '64k')
+    finished = run_replica(source, peer, 's2')
+    assert finished['changed'] and finished['actions'][0].startswith('finish what the receive of replica snapshot s2')
+    meta = json.loads((Path(peer) / 'volume-v.stratum.json').read_text())
+    assert 'status' not in meta and 'inbound' not in meta and 'status' not in meta['snapshots']['s2']
+    assert meta['snapshots']['s2']['created'] == created  # the source's time, as an uncut receive records it
+    assert content(peer, target_snapshots(peer)['s2'], scratch) == source.digest('s2')
+    source.snapshot('s3')
+    refused = run_replica(source, peer, 's3')
+    assert refused['failed'] and 'changed since the common snapshot s2' in refused['msg'], refused
+
+
 @pytest.mark.parametrize('idle', [0, -5, 86401, 2.5, '60', True])
 def test_a_bad_idle_limit_in_the_receiver_configuration_is_one_sentence(tmp_path, idle):
     config = tmp_path / 'receiver.json'
