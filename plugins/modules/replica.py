@@ -58,6 +58,10 @@ description:
     target is found with C(thin_delta) between its newest snapshot and the volume (thin) or by the newest COW
     snapshot's usage (thick). The hold is an LV tag; a held snapshot cannot be deleted.
   - The target backend must be of the same type as the source (O(backend)); another type is refused.
+  - A receiver killed after the data of a snapshot was complete but before it dropped its marks (or, on a thin
+    pool, made the volume again from the snapshot) leaves that to finish. The next run lists the action
+    C(finish what the receive of replica snapshot S left on volume V on ...), also when S itself is there, and
+    the receiver finishes it before anything else; the snapshot is matched by its identity.
 options:
   volume:
     description: Name of the source volume.
