@@ -51,8 +51,9 @@ description:
     reserved metadata snapshot of the pool) travel as a block stream into a thin snapshot of the previous replica
     on the target, named and tagged as the new snapshot (V(inbound) until done), which then replaces the target
     volume; once its data is complete it is marked so, and a receiver killed while it replaces the volume leaves
-    the snapshot V(available) and the replacement to the next receive, abort or delete. A thick volume is updated in place by block checksums - the target sends the SHA-256 of each 64 KiB
-    cluster, and only the clusters that differ are sent - and then gets a COW snapshot; the previous replica's COW
+    the snapshot V(available) and the replacement to the next run. A thick volume is updated in place by block
+    checksums - the target sends the SHA-256 of each 64 KiB cluster, and only the clusters that differ are
+    sent - and then gets a COW snapshot; the previous replica's COW
     area keeps the older point. A first replica creates the volume (thin when O(target.lvm.thin_pool) is set) and
     writes everything but the zero clusters of a thin one. A cut transfer resumes by the same checksums. A written
     target is found with C(thin_delta) between its newest snapshot and the volume (thin) or by the newest COW
