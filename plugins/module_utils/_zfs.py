@@ -35,7 +35,8 @@ from ansible_collections.stratum.storage.plugins.module_utils._schema import Sna
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
 STATUS_PROPERTY = 'stratum:status'
-#: ``stratum:status`` values of a zvol receiving snapshot S: into an existing zvol, or creating it
+#: ``stratum:status`` values of a zvol receiving snapshot S with guid G, ``receiving:S:G`` into an
+#: existing zvol or ``inbound:S:G`` creating it (0.2.0 wrote ``receiving:S`` / ``inbound:S``)
 RECEIVING_PREFIX = 'receiving:'
 INBOUND_PREFIX = 'inbound:'
 TEMPORARY_PROPERTY = 'stratum:temporary'
@@ -151,13 +152,12 @@ class ZfsBackend(ListingBackend):
             return {'volume': None, 'snapshot': None, 'dataset': value}
         return {'volume': split[0], 'snapshot': split[1]}
 
-    def _volume_record(self, volume, row):
+    def _volume_record(self, volume, row, mark):
         status = 'available'
-        mark = row[STATUS_PROPERTY]
         if mark == 'inbound' or mark.startswith(INBOUND_PREFIX) or (
                 row['receive_resume_token'] not in ('-', '') and not mark.startswith(RECEIVING_PREFIX)):
             status = 'inbound'
-        elif row[STATUS_PROPERTY] == 'creating':
+        elif mark == 'creating':
             status = 'creating'
         details = {
             'dataset': row['name'],
@@ -173,12 +173,12 @@ class ZfsBackend(ListingBackend):
         return Volume(name=volume, backend=self.name, status=status, size=_int(row['volsize']),
                       created=iso_utc(_int(row['creation'])), origin=self._origin(row['origin']), details=details)
 
-    def _snapshot_record(self, volume, snapshot, row, parent):
+    def _snapshot_record(self, volume, snapshot, row, mark, parent):
         status = 'available'
-        mark = row[STATUS_PROPERTY]
+        receive = _receive_mark(mark)
         if row['defer_destroy'] == 'on':
             status = 'pending_delete'
-        elif mark == 'inbound' or mark.startswith(INBOUND_PREFIX) or mark == RECEIVING_PREFIX + snapshot:
+        elif mark == 'inbound' or mark.startswith(INBOUND_PREFIX) or (receive is not None and receive[1] == snapshot):
             status = 'inbound'
         clones = [c for c in row['clones'].split(',') if c and c != '-']
         details = {
@@ -195,36 +195,44 @@ class ZfsBackend(ListingBackend):
                         created=iso_utc(_int(row['creation'])), parent=parent, details=details)
 
     def records(self, listing, name=None):
-        volumes, snapshots, marks = [], {}, {}
+        volume_rows, snapshot_rows = {}, {}
         for row in listing:
             split = self._split(row['name'])
             if split is None or (name is not None and split[0] != name):
                 continue
             if row['type'] == 'volume' and split[1] is None:
-                volumes.append(self._volume_record(split[0], row))
-                marks[split[0]] = row[STATUS_PROPERTY]
+                volume_rows[split[0]] = row
             elif row['type'] == 'snapshot' and split[1] is not None:
-                snapshots.setdefault(split[0], []).append((_int(row['createtxg']) or 0, split[1],
-                                                           (split[0], split[1], row)))
-        chains = dict((volume.name, in_chain_order(snapshots.get(volume.name, []), self._snapshot_record))
-                      for volume in volumes)
-        for volume in volumes:
-            arriving = self._arriving(volume, marks[volume.name], chains[volume.name])
+                snapshot_rows.setdefault(split[0], {})[split[1]] = row
+        volumes, chains = [], {}
+        for volume_name in sorted(volume_rows):
+            row, rows = volume_rows[volume_name], snapshot_rows.get(volume_name, {})
+            mark = row[STATUS_PROPERTY]
+            # a receive killed after its snapshot arrived (complete: ZFS makes it last) left only its mark;
+            # the zvol and its snapshots are listed as they are, and ``settle`` drops the mark
+            arrived = _arrived(row, rows) is not None
+            volume = self._volume_record(volume_name, row, '' if arrived else mark)
+            found = [(_int(r['createtxg']) or 0, snapshot,
+                      (volume_name, snapshot, r, '' if arrived and r[STATUS_PROPERTY] == mark else r[STATUS_PROPERTY]))
+                     for snapshot, r in rows.items()]
+            chain = in_chain_order(found, self._snapshot_record)
+            arriving = None if arrived else self._arriving(volume, mark, chain)
             if arriving is not None:
-                chains[volume.name].append(arriving)
-        return sorted(volumes, key=lambda v: v.name), dict((k, v) for k, v in chains.items() if v)
+                chain.append(arriving)
+            volumes.append(volume)
+            if chain:
+                chains[volume_name] = chain
+        return volumes, chains
 
     def _arriving(self, volume, mark, chain):
         """The snapshot a replica is bringing to ``volume`` before ZFS has made it: listed ``inbound``."""
-        for prefix in (RECEIVING_PREFIX, INBOUND_PREFIX):
-            if mark.startswith(prefix):
-                name = mark[len(prefix):]
-                if is_valid_name(name) and not any(s.name == name for s in chain):
-                    return Snapshot(name=name, volume=volume.name, backend=self.name, status='inbound',
-                                    size=volume.size, created=None, parent=chain[-1].name if chain else None,
-                                    details={'dataset': self._dataset(volume.name, name), 'guid': None,
-                                             'createtxg': None, 'used': None, 'referenced': None, 'clones': [],
-                                             'holds': 0, 'temporary': False})
+        receive = _receive_mark(mark)
+        if receive is not None and not any(s.name == receive[1] for s in chain):
+            return Snapshot(name=receive[1], volume=volume.name, backend=self.name, status='inbound',
+                            size=volume.size, created=None, parent=chain[-1].name if chain else None,
+                            details={'dataset': self._dataset(volume.name, receive[1]), 'guid': None,
+                                     'createtxg': None, 'used': None, 'referenced': None, 'clones': [],
+                                     'holds': 0, 'temporary': False})
         return None
 
     def allocation_unit(self, volume=None):
@@ -481,17 +489,13 @@ class ZfsBackend(ListingBackend):
 
     def _arrived_mark(self, listing, volume):
         """S when the zvol still carries the mark of receiving S but S has arrived (the run was killed before it
-        dropped the mark); None otherwise. ``zfs receive`` makes a snapshot only once it is complete."""
+        dropped the mark); None otherwise."""
         dataset = self._dataset(volume)
         row = next((r for r in listing if r['name'] == dataset and r['type'] == 'volume'), None)
-        if row is None or row['receive_resume_token'] not in ('-', ''):
-            return None
-        mark = row[STATUS_PROPERTY]
-        for prefix in (RECEIVING_PREFIX, INBOUND_PREFIX):
-            name = mark[len(prefix):] if mark.startswith(prefix) else None
-            if name and any(r['name'] == '%s@%s' % (dataset, name) and r['type'] == 'snapshot' for r in listing):
-                return name
-        return None
+        prefix = dataset + '@'
+        rows = dict((r['name'][len(prefix):], r) for r in listing
+                    if r['type'] == 'snapshot' and r['name'].startswith(prefix))
+        return None if row is None else _arrived(row, rows)
 
     def settle(self, volume, fresh=True, apply=True):
         """Drop the mark of a receive that was killed after its snapshot arrived (called under the lock)."""
@@ -516,9 +520,9 @@ class ZfsBackend(ListingBackend):
         if resume:
             pass
         elif base_identity is None:
-            argv += ['-o', '%s=%s%s' % (STATUS_PROPERTY, INBOUND_PREFIX, snapshot)]
+            argv += ['-o', '%s=%s%s:%s' % (STATUS_PROPERTY, INBOUND_PREFIX, snapshot, identity)]
         else:
-            self._zfs(['set', '%s=%s%s' % (STATUS_PROPERTY, RECEIVING_PREFIX, snapshot), dataset],
+            self._zfs(['set', '%s=%s%s:%s' % (STATUS_PROPERTY, RECEIVING_PREFIX, snapshot, identity), dataset],
                       error='Marking zvol %s as receiving failed' % dataset)
         process = self.runner.spawn(argv + [dataset], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
@@ -553,6 +557,28 @@ class ZfsBackend(ListingBackend):
             self._zfs(['receive', '-A', dataset], error='Aborting the interrupted receive into %s failed' % dataset)
         if self.read_volume(volume)[0] is not None:
             self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Clearing the receive mark of %s failed' % dataset)
+
+
+def _receive_mark(mark):
+    """``(prefix, snapshot, guid)`` of a receive's mark; guid None in a mark written by 0.2.0."""
+    for prefix in (RECEIVING_PREFIX, INBOUND_PREFIX):
+        if mark.startswith(prefix):
+            name, _colon, guid = mark[len(prefix):].partition(':')
+            return (prefix, name, guid or None) if is_valid_name(name) else None
+    return None
+
+
+def _arrived(row, snapshots):
+    """S when zvol ``row`` carries the mark of receiving S (guid G) and S is there with guid G and no receive
+    is left to resume: ``zfs receive`` makes a snapshot only once its data is complete. ``snapshots`` maps the
+    zvol's snapshot names to their rows. A mark without a guid is matched by the name alone."""
+    receive = _receive_mark(row[STATUS_PROPERTY])
+    if receive is None or row['receive_resume_token'] not in ('-', ''):
+        return None
+    found = snapshots.get(receive[1])
+    if found is None or (receive[2] is not None and found['guid'] != receive[2]):
+        return None
+    return receive[1]
 
 
 def _dependents(snapshot):

@@ -31,9 +31,12 @@ description:
     each snapshot in between) into C(zfs receive -s -u). The receiver reads the stream's first record and accepts
     only a plain stream of one zvol snapshot with the announced guid, from the announced base, that is not a
     clone; anything else (a package made by C(-R), C(-I) or C(-p), a file system) is refused before ZFS sees it.
-    While it arrives the snapshot lists as V(inbound) on the target (C(stratum:status=receiving:<snapshot>) on the
-    target zvol, or C(inbound:<snapshot>) on a zvol the replica creates, which lists as V(inbound) too) and cannot
-    be cloned; it lists V(available) only after ZFS has received all of it and its guid is checked. A transfer
+    While it arrives the snapshot lists as V(inbound) on the target (C(stratum:status=receiving:<snapshot>:<guid>)
+    on the target zvol, or C(inbound:<snapshot>:<guid>) on a zvol the replica creates, which lists as V(inbound)
+    too) and cannot be cloned; it lists V(available) once ZFS has made it with that guid (ZFS makes a received
+    snapshot only after all of its data arrived), also when the receiver was killed before it dropped the mark.
+    Any later change on that zvol (a replica run, the receiver, the volume and snapshot modules) drops such a
+    mark first. A transfer
     that was cut resumes from the target's C(receive_resume_token) on the next run. After the transfer the
     source snapshot gets a hold named after the target (C(details.hold)), and the hold moves from the previous
     replicated snapshot, so the last common base cannot be destroyed until a newer one has arrived.

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import struct
 
 import pytest
 
@@ -543,7 +545,7 @@ def test_a_bad_thin_pool_limit_in_the_receiver_configuration_is_one_sentence(tmp
 def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run():
     from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
     from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
-    mark = {'stratum:status': 'receiving:s2'}  # the zvol's mark, which its snapshots inherit
+    mark = {'stratum:status': 'receiving:s2'}  # as 0.2.0 wrote it (no guid); the zvol's snapshots inherit it
     rows = [zfs.row(zfs.PARENT + '/v', 'volume', 32 << 20, 10, extra=mark),
             zfs.row(zfs.PARENT + '/v@s1', 'snapshot', 32 << 20, 11, extra=mark),
             zfs.row(zfs.PARENT + '/v@s2', 'snapshot', 32 << 20, 12, extra=mark)]
@@ -553,7 +555,7 @@ def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run()
     host.answers['zfs'] = lambda argv: inherited.append(argv) or (0, '', '') if argv[1] == 'inherit' else plain(argv)
     config = {'zfs': [zfs.PARENT]}
     info = serve(['info', 'zfs', zfs.PARENT, 'v'], config, None, runner)
-    assert [(s['name'], s['status']) for s in info['snapshots']] == [('s1', 'available'), ('s2', 'inbound')]
+    assert [(s['name'], s['status']) for s in info['snapshots']] == [('s1', 'available'), ('s2', 'available')]
     assert info['replacing'] == 's2' and info['token'] is None
     source = chain('s1', 's2')
     guids = {'s1': '1011', 's2': '1012'}
@@ -570,6 +572,149 @@ def test_a_zfs_receive_killed_before_its_mark_went_is_finished_by_the_next_run()
     assert inherited == []
     assert serve(['abort', 'zfs', zfs.PARENT, 'v'], config, None, runner) == {'aborted': 'v'}
     assert inherited[0] == ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']
+
+
+def _marking_zfs_host(rows, **answers):
+    """A canned ZFS host of ``rows`` on which ``zfs set``/``zfs inherit`` of stratum:status change the zvol's
+    mark, which its snapshots inherit, and ``zfs receive`` makes the snapshot its stream announced."""
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+
+    def mark(dataset, value):
+        for data, extra in rows:
+            if data['name'] == dataset or data['name'].startswith(dataset + '@'):
+                extra['stratum:status'] = value
+        return 0, '', ''
+    host = zfs.zfs_host(rows, get=lambda argv: (0, 'receive_resume_token\t-\nwritten\t0\n', ''),
+                        set=lambda argv: mark(argv[-1], argv[2].split('=', 1)[1]),
+                        inherit=lambda argv: mark(argv[-1], '-'), **answers)
+
+    class Sink(io.BytesIO):
+        def close(self):
+            self.value = self.getvalue()
+            super().close()
+
+    class Received:
+        """``zfs receive``: takes the stream, then makes the snapshot (with the zvol's mark, inherited); a zvol
+        it creates gets the mark its ``-o`` names."""
+
+        def __init__(self, argv):
+            self.stdin, self.stderr, self.returncode, self.argv = Sink(), io.BytesIO(b''), None, argv
+
+        def wait(self):
+            data, dataset = self.stdin.value, self.argv[-1]
+            toguid = struct.unpack_from('<Q', data, 40)[0]
+            name = data[56:56 + 256].split(b'\0', 1)[0].decode().split('@', 1)[1]
+            if not any(d['name'] == dataset for d, _extra in rows):
+                marked = self.argv[self.argv.index('-o') + 1].split('=', 1)[1]
+                rows.append(zfs.row(dataset, 'volume', 32 << 20, 20 + len(rows), extra={'stratum:status': marked}))
+            volume = next(extra for d, extra in rows if d['name'] == dataset)
+            rows.append(zfs.row(dataset + '@' + name, 'snapshot', 32 << 20, 20 + len(rows), extra=dict(volume),
+                                guid=str(toguid)))
+            self.returncode = 0
+
+    class CannedRunner:
+        def run(self, argv, check=True, error=None, **kwargs):
+            host.commands.append(list(argv))
+            rc, out, err = host.answers[argv[0]](argv)
+            return CommandResult(argv, rc, out, err)
+
+        def spawn(self, argv, **kwargs):
+            host.commands.append(list(argv))
+            return Received(list(argv))
+    host.rows = rows
+    return host, CannedRunner()
+
+
+def _zfs_stream(toguid, fromguid, name):
+    return struct.pack('<II QQQ II QQ 256s', 0, 0, 0x2F5BACBAC, 1, 0, 3, 0xc, toguid, fromguid,
+                       ('src/v@' + name).encode()) + b'data'
+
+
+@pytest.mark.parametrize('base', [None, '1012'], ids=['first', 'incremental'])
+def test_a_zfs_receive_marks_the_zvol_with_the_snapshot_and_its_guid(base, tmp_path, monkeypatch):
+    from ansible_collections.stratum.storage.plugins.module_utils import _files
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    rows = zfs.base_rows() if base else []
+    host, runner = _marking_zfs_host(rows)
+    stream = io.BufferedReader(io.BytesIO(_zfs_stream(4242, int(base or 0), 's3')))
+    words = ['receive', 'zfs', zfs.PARENT, 'v', 's3', '4242', base or '-', 'new']
+    answer = serve(words, {'zfs': [zfs.PARENT]}, stream, runner)
+    assert answer['snapshot']['name'] == 's3' and answer['snapshot']['status'] == 'available'
+    writes = [argv for argv in host.commands if argv[1] not in ('list', 'get')]
+    if base:
+        assert writes == [['zfs', 'set', 'stratum:status=receiving:s3:4242', zfs.PARENT + '/v'],
+                          ['zfs', 'receive', '-s', '-u', zfs.PARENT + '/v'],
+                          ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']]
+    else:
+        assert writes == [['zfs', 'receive', '-s', '-u', '-o', 'stratum:status=inbound:s3:4242', zfs.PARENT + '/v'],
+                          ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']]
+
+
+def _arrived_rows(mark, guid='1011'):
+    """Zvol v whose first replica s1 (guid 1011 as ZFS lists it) arrived, with ``mark`` left on it."""
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    return [zfs.row(zfs.PARENT + '/v', 'volume', 32 << 20, 10, extra={'stratum:status': mark}),
+            zfs.row(zfs.PARENT + '/v@s1', 'snapshot', 32 << 20, 11, extra={'stratum:status': mark}, guid=guid)]
+
+
+@pytest.mark.parametrize('mark, arrived', [
+    ('inbound:s1:1011', True), ('receiving:s1:1011', True), ('inbound:s1', True),
+    ('inbound:s1:1999', False), ('receiving:s1:1999', False),
+], ids=['first', 'incremental', 'first-0.2.0', 'first-other-guid', 'incremental-other-guid'])
+def test_a_zfs_snapshot_that_arrived_under_its_mark_lists_available(mark, arrived, tmp_path, monkeypatch):
+    """ZFS makes a received snapshot only once all of it is there: when the mark names it (and its guid), the
+    receiver was killed before it dropped the mark. A snapshot of that name with another guid is not it."""
+    from ansible_collections.stratum.storage.plugins.module_utils import _files
+    from ansible_collections.stratum.storage.plugins.module_utils._receiver import serve
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    host, runner = _marking_zfs_host(_arrived_rows(mark))
+    info = serve(['info', 'zfs', zfs.PARENT, 'v'], {'zfs': [zfs.PARENT]}, None, runner)
+    first = mark.startswith('inbound:')
+    assert info['volume']['status'] == ('available' if arrived or not first else 'inbound')
+    assert [(s['name'], s['status']) for s in info['snapshots']] == [('s1', 'available' if arrived else 'inbound')]
+    assert info['replacing'] == ('s1' if arrived else None)
+
+
+@pytest.mark.parametrize('check', [False, True])
+def test_the_target_modules_finish_a_first_zfs_replica_left_marked(check, tmp_path, monkeypatch):
+    """A snapshot of the replica volume and a clone of its replica snapshot on the target: each drops the mark
+    first (check mode says it would) instead of refusing the volume as inbound."""
+    from ansible_collections.stratum.storage.plugins.module_utils import _files
+    from ansible_collections.stratum.storage.plugins.modules import snapshot, volume
+    from ansible_collections.stratum.storage.tests.unit.helpers import run_canned
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    finish = 'finish what the receive of replica snapshot s1 left on volume v'
+    args = dict(backend='zfs', zfs={'parent': zfs.PARENT})
+    host, _runner = _marking_zfs_host(_arrived_rows('inbound:s1:1011'), snapshot=lambda argv: (0, '', ''),
+                                      clone=lambda argv: (0, '', ''))
+    taken = run_canned(snapshot, dict(args, volume='v', name='s2'), host, check=check)
+    assert not taken['failed'] and taken['changed'], taken
+    assert taken['actions'][0] == finish and taken['actions'][1].startswith('take snapshot s2 of volume v')
+    writes = [argv[:2] for argv in host.commands if argv[1] not in ('list', 'get')]
+    assert writes == ([] if check else [['zfs', 'inherit'], ['zfs', 'snapshot']])
+    assert [extra.get('stratum:status') for _data, extra in host.rows] == (
+        ['inbound:s1:1011'] * 2 if check else ['-', '-'])
+    host, _runner = _marking_zfs_host(_arrived_rows('inbound:s1:1011'), snapshot=lambda argv: (0, '', ''),
+                                      clone=lambda argv: (0, '', ''))
+    cloned = run_canned(volume, dict(args, name='c', source_volume='v', source_snapshot='s1'), host, check=check)
+    assert not cloned['failed'] and cloned['changed'] and cloned['actions'][0] == finish, cloned
+    assert ['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v'] not in host.commands if check else \
+        host.commands.count(['zfs', 'inherit', 'stratum:status', zfs.PARENT + '/v']) == 1
+
+
+def test_the_target_modules_refuse_a_zfs_volume_whose_mark_names_another_snapshot():
+    from ansible_collections.stratum.storage.plugins.modules import snapshot
+    from ansible_collections.stratum.storage.tests.unit.helpers import run_canned
+    from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_zfs_canned as zfs
+    host, _runner = _marking_zfs_host(_arrived_rows('inbound:s1:1999'))
+    refused = run_canned(snapshot, dict(backend='zfs', zfs={'parent': zfs.PARENT}, volume='v', name='s2'), host)
+    assert refused['failed'] and 'Volume v is receiving a replica (status inbound)' in refused['msg']
+    assert all(argv[1] == 'list' for argv in host.commands)
 
 
 def test_a_snapshot_left_to_finish_that_is_not_inbound_is_taken_as_it_is_listed():
