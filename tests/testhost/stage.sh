@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test-host stage of `make test`: boot two test hosts, check what they promise each
+# The test-host stage of `make test`: boot four test hosts, check what they promise each
 # other, then at the same time:
 #   testhost1: the nfs_share target over a real NFS mount (testhost2 reads the chain
 #              through testhost1's forward), the zfs_backend target, the molecule smoke
@@ -7,8 +7,11 @@
 #   testhost2: the lvm_backend target, eight simultaneous runs of one change on LVM and
 #              on ZFS (tests/testhost/race.yml), then the molecule scenario of the backup
 #              role on the host that is already up;
-# then, with both hosts: replication from testhost1 to testhost2 (tests/testhost/replica.yml)
-# and the molecule scenario of the replication role.
+#   testhost3 and testhost4: replication from testhost3 to testhost4
+#              (tests/testhost/replica.yml), then the molecule scenario of the
+#              replication role on the same two hosts.
+# A replication step keeps one host waiting for the other much of the time, so the pair
+# runs beside the single-host steps instead of after them.
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -54,22 +57,28 @@ host2() {
   STRATUM_TESTHOST_REUSE=testhost2 timed "testhost2: molecule backup (the backup role)" molecule test -s backup
 }
 
-# Both hosts' lines carry the host's name; both run to the end, and the stage fails if
-# either failed.
-"${harness[@]}" up --hosts 2
+pair() {
+  timed "testhost3 -> testhost4: replication (ZFS, nfs, LVM)" ansible-playbook -i "$inventory" tests/testhost/replica.yml \
+    -e replica_source=testhost3 -e replica_target=testhost4
+  STRATUM_TESTHOST_REUSE=testhost3,testhost4 timed "testhost3 -> testhost4: molecule replication (the replication role)" \
+    molecule test -s replication
+}
+
+# Each stream's lines carry its hosts' names; all three run to the end, and the stage fails
+# if any failed.
+"${harness[@]}" up --hosts 4
 timed "peers check (ping, SSH and NFS between the hosts)" ansible-playbook -i "$inventory" tests/testhost/peers.yml
 step=$(date +%s)
 host1 2>&1 | sed -u 's/^/[testhost1] /' & host1_pid=$!
 host2 2>&1 | sed -u 's/^/[testhost2] /' & host2_pid=$!
+pair 2>&1 | sed -u 's/^/[testhost3,4] /' & pair_pid=$!
 failed=0
 wait "$host1_pid" || failed=1
 wait "$host2_pid" || failed=1
-echo "testhost: both hosts: $(( $(date +%s) - step )) s"
+wait "$pair_pid" || failed=1
+echo "testhost: all hosts: $(( $(date +%s) - step )) s"
 if [ "$failed" -ne 0 ]; then
-  echo "testhost: a test on the test hosts failed (see the [testhost1] and [testhost2] lines above)" >&2
+  echo "testhost: a test on the test hosts failed (see the [testhost1], [testhost2] and [testhost3,4] lines above)" >&2
   exit 1
 fi
-timed "testhost1 -> testhost2: replication (ZFS, nfs, LVM)" ansible-playbook -i "$inventory" tests/testhost/replica.yml
-STRATUM_TESTHOST_REUSE=testhost1,testhost2 timed "testhost1 -> testhost2: molecule replication (the replication role)" \
-  molecule test -s replication
 timed "stop the hosts" "${harness[@]}" down

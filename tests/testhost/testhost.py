@@ -499,7 +499,7 @@ def main() -> int:
     build.add_argument('--force', action='store_true', help='rebuild even when the image is cached')
     build.set_defaults(func=cmd_build)
     up = sub.add_parser('up')
-    up.add_argument('--hosts', type=int, default=1, choices=(1, 2, 3))
+    up.add_argument('--hosts', type=int, default=1, choices=(1, 2, 3, 4))
     up.set_defaults(func=cmd_up)
     sub.add_parser('down').set_defaults(func=cmd_down)
     sub.add_parser('status').set_defaults(func=cmd_status)
