@@ -38,8 +38,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import (
-    BlockReader, BlockWriter, FullnessGuard, restore_into_device)
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size, round_up
@@ -529,6 +527,8 @@ class LvmBackend(ListingBackend):
 
     @contextmanager
     def open_snapshot(self, snapshot):
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader
+
         with BlockReader(snapshot.details['path'], snapshot.size, 'Snapshot LV %s' % snapshot.details['lv']) as reader:
             yield reader
 
@@ -641,6 +641,8 @@ class LvmBackend(ListingBackend):
                                                  current, snapshots)
             if guard:  # the pool is active now (with the LV written to), so it tells how full it is
                 self._check_pool(0)
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockWriter, FullnessGuard
+
         with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
                          skip_zeros=fresh) as writer:
             yield FullnessGuard(writer, self._check_pool, POOL_CHECK_BYTES) if guard else writer
@@ -790,6 +792,8 @@ class LvmBackend(ListingBackend):
     def restore_volume(self, name, image, size, fmt):
         self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
         lv = self._create(name, size, {'status': 'creating'})
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import restore_into_device
+
         # a thin LV reads zeros where nothing was written; a thick one may hold old data of the disk
         restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv), size,
                             zeroed=bool(self.thin_pool))

@@ -33,7 +33,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._files import (
     HeldLocks, create_new, fd_path, file_lock, holder, os_error, pinned, read_json, revalidate_directory, same_file,
     write_json_atomic)
 from ansible_collections.stratum.storage.plugins.module_utils._names import NAME_PATTERN, is_valid_name
-from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
 from ansible_collections.stratum.storage.plugins.module_utils._qcow2 import has_qcow2_magic, read_header
 from ansible_collections.stratum.storage.plugins.module_utils._schema import (
     STATUSES, Snapshot, Volume, iso_utc, now_utc)
@@ -869,6 +868,8 @@ class NfsBackend(Backend):
     @contextmanager
     def open_snapshot(self, snapshot):
         """Serve ``snapshot``'s image and its backing chain read-only through qemu-nbd."""
+        from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
+
         files = self._files_of(self.load(snapshot.volume), snapshot.name)
         with pin(files) as fds:
             with NbdExport(self.runner, image_opts(files, fds), fds.values(),
@@ -1001,6 +1002,8 @@ class NfsBackend(Backend):
         the snapshot as ``inbound`` meanwhile); then, under the lock again, the
         snapshot is taken with the source's identity as its UUID and the mark goes.
         """
+        from ansible_collections.stratum.storage.plugins.module_utils._nbd import NbdExport
+
         stack = ExitStack()
         with self.lock([volume]):
             self.settle(volume)

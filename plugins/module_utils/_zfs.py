@@ -28,8 +28,6 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
     Action, ListingBackend, Settings, Verb, in_chain_order)
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
-from ansible_collections.stratum.storage.plugins.module_utils._mover import (
-    BlockReader, relay, restore_into_device, streamed)
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
@@ -409,6 +407,8 @@ class ZfsBackend(ListingBackend):
             self.runner.run(['zfs', 'set', 'snapdev=visible', volume], error='Showing the snapshot devices of %s '
                             'failed' % volume)
         try:
+            from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader
+
             path = self._device(snapshot.details['dataset'])
             with BlockReader(path, snapshot.size, 'Snapshot %s' % snapshot.details['dataset']) as reader:
                 yield reader
@@ -424,6 +424,8 @@ class ZfsBackend(ListingBackend):
         properties[STATUS_PROPERTY] = 'creating'
         self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
                   + [dataset], error='Creating zvol %s failed' % dataset)
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import restore_into_device
+
         # a new zvol reads as zeros: only data is written, so a sparse one stays sparse
         restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset, size, zeroed=True)
         self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
@@ -441,6 +443,8 @@ class ZfsBackend(ListingBackend):
         else:
             argv = ['zfs', 'send'] + (['-i', self._dataset(volume, base)] if base else [])
             argv.append(self._dataset(volume, snapshot))
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import streamed
+
         with streamed(self.runner, argv, 'Sending snapshot %s' % self._dataset(volume, snapshot)) as stream:
             yield stream
 
@@ -514,6 +518,8 @@ class ZfsBackend(ListingBackend):
         else it must hold that snapshot as its newest, unchanged since (checked by
         the caller, ``_replica.check_target``). ``resume`` continues a cut receive.
         """
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import relay
+
         dataset = self._dataset(volume)
         argv = ['zfs', 'receive', '-s', '-u']
         begin = check_stream_begin(stream, identity, base_identity, resume)  # before any mark: it may not come

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _receiver
+from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _mover, _receiver
 from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
 from ansible_collections.stratum.storage.tests.unit.plugins.module_utils.test_replica_planner import (
     Image, _Opened, _stream)
@@ -88,7 +88,7 @@ class VolumeGroup:
 def group(tmp_path, monkeypatch):
     vg = VolumeGroup()
     monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
-    monkeypatch.setattr(_lvm, 'BlockWriter', vg.writer)
+    monkeypatch.setattr(_mover, 'BlockWriter', vg.writer)
 
     def changed_ranges(self, base, snapshot):  # thin_delta, from the contents
         a, b = vg.data[base.details['lv'].split('/')[1]], vg.data[snapshot.details['lv'].split('/')[1]]

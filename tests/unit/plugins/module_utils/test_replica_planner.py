@@ -470,7 +470,7 @@ def test_a_zfs_receive_in_a_session_reads_again_only_after_another_run(between, 
 def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limit, stops_after, tmp_path, monkeypatch):
     import io
     import json
-    from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _receiver
+    from ansible_collections.stratum.storage.plugins.module_utils import _files, _lvm, _mover, _receiver
     from ansible_collections.stratum.storage.plugins.module_utils._runner import CommandResult
     from ansible_collections.stratum.storage.tests.unit.plugins.modules import test_lvm_canned as lvm
     monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
@@ -493,7 +493,7 @@ def test_a_receive_into_a_thin_pool_stops_before_the_pool_is_full(fullness, limi
             return CommandResult(argv, 0, json.dumps({'report': [{'lv': rows}]}), '')
 
     target = Image(4 << 20)
-    monkeypatch.setattr(_lvm, 'BlockWriter', lambda path, size, what, skip_zeros=False: _Opened(target))
+    monkeypatch.setattr(_mover, 'BlockWriter', lambda path, size, what, skip_zeros=False: _Opened(target))
     monkeypatch.setattr(_lvm.LvmBackend, '_receive_target',
                         lambda self, *args: made.append(args[0]) or events.append('target') or ('lv', True))
     monkeypatch.setattr(_lvm.LvmBackend, '_receive_done', lambda self, *args: done.append(args[0]))
