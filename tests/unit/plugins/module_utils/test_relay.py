@@ -69,6 +69,48 @@ def test_pipe_to_pipe_is_spliced_and_counted(splices):
     assert len(splices) >= 2
 
 
+@SPLICE
+def test_the_pipes_of_a_splice_are_made_to_hold_a_mib():
+    """Both pipes are widened from Linux's 64 KiB, so each end wakes once a MiB; the bytes arrive as sent."""
+    import fcntl
+
+    process = feed(DATA)
+    sink = subprocess.Popen(DIGEST, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    ends = [os.dup(process.stdout.fileno()), os.dup(sink.stdin.fileno())]  # the same pipes, open after relay
+    try:
+        assert [fcntl.fcntl(fd, _mover._F_GETPIPE_SZ) for fd in ends] == [64 << 10] * 2
+        sent = _mover.relay(process.stdout, sink.stdin)
+        assert [fcntl.fcntl(fd, _mover._F_GETPIPE_SZ) for fd in ends] == [_mover.PIPE_BYTES] * 2
+    finally:
+        for fd in ends:
+            os.close(fd)  # the sink's input ends with its last writer
+    assert sink.stdout.read().decode().strip() == hashlib.sha256(DATA).hexdigest()
+    sink.wait()
+    process.wait()
+    assert sent == len(DATA)
+
+
+def test_a_pipe_the_kernel_keeps_small_stays_as_it_is(monkeypatch):
+    import fcntl
+
+    calls = []
+
+    def refused(fd, command, *args):
+        calls.append(command)
+        if command == _mover._F_SETPIPE_SZ:
+            raise PermissionError(errno.EPERM, 'Operation not permitted')
+        return 65536
+
+    monkeypatch.setattr(fcntl, 'fcntl', refused)
+    read, write = os.pipe()
+    try:
+        _mover.widen_pipe(read)  # no error: the relay goes on with the pipe as it is
+    finally:
+        os.close(read)
+        os.close(write)
+    assert calls == [_mover._F_GETPIPE_SZ, _mover._F_SETPIPE_SZ]
+
+
 def test_a_stream_without_descriptor_is_copied(splices):
     sent, out = run_relay(io.BytesIO(DATA), first=b'x')
     assert sent == len(DATA) + 1
