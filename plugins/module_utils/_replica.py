@@ -119,23 +119,36 @@ class Peer:
         # the words travel as the one command string that the receiver splits again
         return argv + [self.host, ' '.join(shlex.quote(str(w)) for w in words)]
 
-    def session(self, words):
-        """Ask ``info`` (``words``) in a session, which keeps the receiver for the next request; return the answer.
+    def session(self, words, meanwhile=None):
+        """Ask ``info`` (``words``) in a session, which keeps the receiver for the next request.
 
-        The next ``call``, ``push`` or ``start`` goes to the same receiver process as
-        one more line on its input, so a replica starts one command on the target, not
-        two. A receiver that serves no sessions (older ones) is asked ``info`` alone.
-        The receiver waits for the next request as long as it waits for data
-        (``session_seconds`` in its answer); a request that comes after half of that
-        (the source waited for its lock, or compared for long) starts its own command.
+        Returns the answer and what ``meanwhile()`` returned: it runs on this host
+        while the connection is set up and the receiver reads the target (the
+        source's own reads need nothing from the answer). The next ``call``, ``push``
+        or ``start`` goes to the same receiver process as one more line on its input,
+        so a replica starts one command on the target, not two. A receiver that
+        serves no sessions (older ones) is asked ``info`` alone. The receiver waits
+        for the next request as long as it waits for data (``session_seconds`` in
+        its answer); a request that comes after half of that (the source waited for
+        its lock, or compared for long) starts its own command.
         """
+        started = time.monotonic()  # the receiver's wait begins later, when it answers
         process, err = self._spawn(['session'] + list(words[1:]))
+        try:
+            done = meanwhile() if meanwhile is not None else None
+        except BaseException:
+            _stop(process)
+            err.close()
+            raise
+        return self._session_answer(process, err, words, started), done
+
+    def _session_answer(self, process, err, words, started):
         line = process.stdout.readline()
         answer = _json_line(line)
         if isinstance(answer, dict) and answer.get('session') is True and not answer.get('error'):
             wait = answer.get('session_seconds')
             wait = wait if isinstance(wait, int) and not isinstance(wait, bool) and wait > 0 else 0
-            self.opened = process, err, time.monotonic() + wait / 2.0
+            self.opened = process, err, started + wait / 2.0
             return answer
         try:
             return self._finish(process, err, ['session'] + list(words[1:]), first=line)
@@ -475,12 +488,15 @@ def _ensure(module, backend, peer, kind, location, target_volume, volume, name):
     where = '%s %s on %s' % (kind, location, peer.label)
     connected = backend.connect(apply=not module.check_mode)
     tag = hold_tag(peer, location, target_volume)
-    info = peer.session(['info', kind, location, target_volume])
+
+    def source():
+        current, chain = backend.read_volume(volume)
+        available = [s.name for s in chain if s.status == 'available']
+        return current, chain, backend.holds(volume, available) if available else {}
+
+    info, (current, chain, holds) = peer.session(['info', kind, location, target_volume], source)
     before = next((s for s in info.get('snapshots') or [] if s['name'] == name), None)
-    current, chain = backend.read_volume(volume)
     snapshot = next((s for s in chain if s.name == name), None)
-    available = [s.name for s in chain if s.status == 'available']
-    holds = backend.holds(volume, available) if available else {}
     release = sorted(s for s, tags in holds.items() if tag in tags and s != name)
     if params['state'] == 'absent':
         if snapshot is not None and before is not None and before.get('status') == 'available' \

@@ -508,6 +508,52 @@ def test_a_replica_starts_one_receiver_that_answers_info_then_takes_the_data(sou
     assert stops == [0] * 5
 
 
+@pytest.mark.parametrize('check', [True, False])
+def test_the_source_is_read_while_the_session_is_set_up(source, peer, monkeypatch, check):
+    """The source's reads need nothing from the target's answer: they run before it is awaited, not after."""
+    events = []
+    real_spawn, real_answer, real_read = _replica.Peer._spawn, _replica.Peer._session_answer, _nfs.NfsBackend.read_volume
+
+    def spawn(self, words):
+        events.append('spawn ' + words[0])
+        return real_spawn(self, words)
+
+    def answer(self, *args):
+        found = real_answer(self, *args)
+        events.append('answer')
+        return found
+
+    def read(self, name):
+        events.append('source read')
+        return real_read(self, name)
+    source.create(size='1M')
+    source.snapshot('s1')
+    monkeypatch.setattr(_replica.Peer, '_spawn', spawn)
+    monkeypatch.setattr(_replica.Peer, '_session_answer', answer)
+    monkeypatch.setattr(_nfs.NfsBackend, 'read_volume', read)
+    done = run_replica(source, peer, 's1', check=check)
+    assert not done.get('failed') and done['replica']['status'] == 'available', done
+    assert events[:3] == ['spawn session', 'source read', 'answer'], events
+
+
+def test_a_failed_source_read_stops_the_session_it_started(source, peer, monkeypatch):
+    stops = []
+    real_stop = _replica._stop
+
+    def stop(process, wait=0):
+        real_stop(process, wait)
+        stops.append(process.returncode)
+    source.create(size='1M')
+    source.snapshot('s1')
+    monkeypatch.setattr(_replica, '_stop', stop)
+    monkeypatch.setattr(_nfs.NfsBackend, 'read_volume', lambda self, name: (_ for _ in ()).throw(
+        _nfs.StorageError('The source cannot be read.')))
+    done = run_replica(source, peer, 's1')
+    assert done['failed'] and done['msg'] == 'The source cannot be read.'
+    assert len(stops) == 1 and stops[0] is not None  # the receiver it had started is not left running
+    assert os.listdir(peer) == []
+
+
 def test_a_receiver_without_sessions_is_asked_info_then_receive(source, peer, monkeypatch):
     started = _count_commands(monkeypatch)
     patched = _replica.Peer.argv
