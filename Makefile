@@ -72,12 +72,14 @@ bench-hosts: system-deps install $(BENCH_VENV)/bin/.bench
 
 # Replication from testhost1 to testhost2 against a hand `zfs send -i | ssh zfs recv` and
 # syncoid, and the bytes of LVM thin and qcow2 replicas (bench/replica.py, docs/testhosts.md);
-# not part of `make test`. BENCH_REPLICA_ROUNDS: incrementals of each contender and backend.
+# not part of `make test`. BENCH_REPLICA_ROUNDS: incrementals of each contender and backend;
+# BENCH_REPLICA_LARGE_MIB: the zvol that the large rounds rewrite whole (0: none).
 BENCH_REPLICA_ROUNDS ?= 3
+BENCH_REPLICA_LARGE_MIB ?= 160
 
 bench-replica: system-deps install $(BENCH_VENV)/bin/.bench
 	$(BENCH_VENV)/bin/python bench/replica.py --collections $(BUILD)/collections --out $(BUILD)/bench-replica.json \
-	  --rounds $(BENCH_REPLICA_ROUNDS)
+	  --rounds $(BENCH_REPLICA_ROUNDS) --large-mib $(BENCH_REPLICA_LARGE_MIB)
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/ensure-system-packages

@@ -55,6 +55,9 @@ VOLUME_MIB = 64  # each volume
 FULL_MIB = 32  # data in a thin or qcow2 volume before its first replica (the zvol is filled)
 CHANGE_MIB = 16  # data changed before each incremental, in 1 MiB pieces
 CONTENDERS = ('ours', 'hand', 'shell', 'syncoid')
+LARGE_MIB = 160  # the zvol of the large rounds, rewritten whole each round (--large-mib)
+LARGE_ZVOL = 'z2'
+LARGE_CONTENDERS = ('ours', 'hand')
 TARGETS = {'zfs bytes': 1.02, 'zfs wall': 1.1, 'block bytes': 1.1}
 TASK_TIMEOUT = 900  # seconds: a task that hangs (a guest's stuck I/O) fails the run instead
 
@@ -221,8 +224,9 @@ TARGET = {'host': '{{ testhost_peers[0].address }}', 'port': '{{ testhost_peers[
 
 
 def pools(pool: str, vg: str, directory: str) -> str:
-    """A ZFS pool and a volume group with a thin pool, each on a file (as tests/testhost/replica.yml makes them)."""
-    return ('set -e; modprobe zfs; truncate -s 1G /var/tmp/{pool}.img; zpool create {pool} /var/tmp/{pool}.img; '
+    """A ZFS pool on the host's first extra disk (2 GiB: the large rounds need room) and a volume group with a
+    thin pool on a file (as tests/testhost/replica.yml makes it)."""
+    return ('set -e; modprobe zfs; zpool create {pool} /dev/vdb; '
             'truncate -s 1G /var/tmp/{vg}.img; pvcreate -q $(losetup -f --show /var/tmp/{vg}.img); '
             'vgcreate -q -s 4M {vg} $(losetup -j /var/tmp/{vg}.img | cut -d: -f1); '
             'lvcreate -q --yes -L 600M -T {vg}/{thin}; mkdir -p {dir}; '.format(pool=pool, vg=vg, thin=THIN_POOL,
@@ -282,9 +286,9 @@ class Commands:
         return ('set -o pipefail; s=$(date +%%s%%N); %s; rc=$?; echo "bench-ns $(( $(date +%%s%%N) - s ))"; exit $rc'
                 % command)
 
-    def hand(self, snapshot: str, base: str | None, contender: str = 'hand') -> str:
-        send = 'zfs send %s%s@%s' % ('-i @%s ' % base if base else '', ZDATASET, snapshot)
-        receive = ['zfs', 'recv', '-s', '-u', '%s/%s' % (ZTARGET[contender], ZVOL)]
+    def hand(self, snapshot: str, base: str | None, contender: str = 'hand', volume: str = ZVOL) -> str:
+        send = 'zfs send %s%s/%s@%s' % ('-i @%s ' % base if base else '', ZPARENT, volume, snapshot)
+        receive = ['zfs', 'recv', '-s', '-u', '%s/%s' % (ZTARGET[contender], volume)]
         return self.timed('%s | %s' % (send, self.ssh(receive)))
 
     def syncoid(self, extra: str = '--quiet') -> str:
@@ -310,14 +314,15 @@ def tag_of(label: str, what: str) -> str:
     return '%s/%s' % (label.replace(' ', '-'), what)
 
 
-def contender_tasks(commands: Commands, label: str, contender: str, snapshot: str, base: str | None) -> list:
+def contender_tasks(commands: Commands, label: str, contender: str, snapshot: str, base: str | None,
+                    volume: str = ZVOL) -> list:
     tag = tag_of(label, contender)
     if contender == 'ours':
         return [ours('%s ours' % label, tag, 'stratum.storage.replica',
-                     {'backend': 'zfs', 'zfs': {'parent': ZPARENT}, 'volume': ZVOL, 'snapshot': snapshot,
+                     {'backend': 'zfs', 'zfs': {'parent': ZPARENT}, 'volume': volume, 'snapshot': snapshot,
                       'target': dict(TARGET, zfs={'parent': ZTARGET['ours']})})]
     if contender == 'hand':
-        return [raw('%s hand' % label, commands.hand(snapshot, base), tag)]
+        return [raw('%s hand' % label, commands.hand(snapshot, base, volume=volume), tag)]
     if contender == 'shell':  # the same pipeline as a playbook would run it: a module task
         return [{'name': '%s shell' % label, 'ansible.builtin.shell': commands.hand(snapshot, base, 'shell'),
                  'args': {'executable': '/bin/bash'}, 'environment': {'BENCH_TAG': tag}, 'changed_when': False,
@@ -355,6 +360,88 @@ def zfs_digests(snapshot: str) -> list:
     there = '; '.join(digest.format(ds='%s/%s' % (ZTARGET[c], ZVOL), snap=snapshot) for c in CONTENDERS)
     return [raw('zfs digest source', digest.format(ds=ZDATASET, snap=snapshot)),
             raw('zfs digest targets', there, delegate=DST)]
+
+
+def large_tasks(commands: Commands, rounds: int, large_mib: int) -> tuple[list, list]:
+    """The large rounds: a zvol of ``large_mib`` MiB of random data replicated in full by ours and the hand
+    pipeline, then ``rounds`` incrementals that each rewrite all of it, the two contenders one after the other in
+    an order that alternates. Returns the tasks and the labels of the incrementals."""
+    dataset = '%s/%s' % (ZPARENT, LARGE_ZVOL)
+    fill = ('dd if=/dev/urandom of=/dev/zvol/{ds} bs=1M count={mib} conv=fsync status=none; zfs snapshot {ds}@{snap}'
+            '; zfs send {base}{ds}@{snap} | wc -c')
+    tasks = [raw('large full change', 'set -e; zfs create -V %dM -o volblocksize=16K %s; udevadm settle; %s'
+                 % (large_mib, dataset, fill.format(ds=dataset, mib=large_mib, snap='l0', base='')))]
+    for contender in LARGE_CONTENDERS:
+        tasks += contender_tasks(commands, 'large full', contender, 'l0', None, LARGE_ZVOL)
+    labels = []
+    for index in range(1, rounds + 1):
+        label = 'large round %d' % index
+        labels.append(label)
+        snapshot, base = 'l%d' % index, 'l%d' % (index - 1)
+        tasks.append(raw('%s change' % label, 'set -e; ' + fill.format(ds=dataset, mib=large_mib, snap=snapshot,
+                                                                       base='-i @%s ' % base),
+                         tag_of(label, 'change')))
+        order = LARGE_CONTENDERS if index % 2 else LARGE_CONTENDERS[::-1]
+        for contender in order:
+            tasks += contender_tasks(commands, label, contender, snapshot, base, LARGE_ZVOL)
+    digest = ('zfs set snapdev=visible {ds}; udevadm settle; '
+              'sha256sum < /dev/zvol/{ds}@{snap} | cut -d" " -f1; zfs inherit snapdev {ds}')
+    last = 'l%d' % rounds
+    tasks += [raw('large digest source', digest.format(ds=dataset, snap=last)),
+              raw('large digest targets', '; '.join(digest.format(ds='%s/%s' % (ZTARGET[c], LARGE_ZVOL), snap=last)
+                                                    for c in LARGE_CONTENDERS), delegate=DST)]
+    return tasks, labels
+
+
+def large_results(tasks: list[dict], labels: list[str], spans: dict) -> dict:
+    named = dict((t['name'], t) for t in tasks)
+    source = stdout_of(named['large digest source'])
+    there = stdout_of(named['large digest targets'])
+    if not source or there != source * len(LARGE_CONTENDERS):
+        raise BenchError('a replica of the large zvol differs from the source: %s against %s' % (there, source))
+    found = []
+    for label in ['large full'] + labels:
+        change = stdout_of(named['large full change' if label == 'large full' else '%s change' % label])
+        entry = {'label': label, 'stream_bytes': int(change[-1]), 'contenders': {}}
+        for contender in LARGE_CONTENDERS:
+            task = named['%s %s' % (label, contender)]
+            figures = {'task_s': task['seconds']}
+            if contender == 'ours':
+                figures['bytes_sent'] = ((task['summary'].get('replica') or {}).get('details') or {}).get('bytes_sent')
+                figures['guest_s'] = spans.get(tag_of(label, 'ours'))
+            else:
+                figures['guest_s'] = guest_seconds(task)
+            entry['contenders'][contender] = figures
+        found.append(entry)
+    return {'full': found[0], 'rounds': found[1:], 'digest': source[0]}
+
+
+def large_rows(small: list[dict], large: dict) -> list[dict]:
+    """Z6: the large incremental, ours against the hand pipeline; Z7: what a MiB more costs each of them, from
+    the medians of the small rounds to those of the large ones (the fixed cost of a run drops out)."""
+    rounds = large['rounds']
+
+    def at(entries: list[dict], contender: str, key: str = 'task_s') -> float:
+        return median([r['contenders'][contender][key] for r in entries])
+
+    stream_small = median([r['stream_bytes'] for r in small]) / MIB
+    stream_large = median([r['stream_bytes'] for r in rounds]) / MIB
+    per_mib = dict((c, (at(rounds, c) - at(small, c)) / (stream_large - stream_small)) for c in LARGE_CONTENDERS)
+    hand = 'hand pipeline (raw task)'
+    ours_s = spread([r['contenders']['ours']['task_s'] for r in rounds])
+    hand_s = spread([r['contenders']['hand']['task_s'] for r in rounds])
+    return [
+        ratio_row('Z6', 'ZFS incremental of %.0f MiB: wall time (task)' % stream_large, fmt_spread(ours_s), hand,
+                  fmt_spread(hand_s), median([r['contenders']['ours']['task_s'] / r['contenders']['hand']['task_s']
+                                               for r in rounds]), TARGETS['zfs wall']),
+        ratio_row('Z7', 'ZFS incremental: seconds a MiB more (%.0f to %.0f)' % (stream_small, stream_large),
+                  '%.4f s/MiB' % per_mib['ours'], hand, '%.4f s/MiB' % per_mib['hand'],
+                  per_mib['ours'] / per_mib['hand'], None),
+        ratio_row('Z8', 'ZFS incremental of %.0f MiB: bytes sent' % stream_large,
+                  mib(median([r['contenders']['ours']['bytes_sent'] for r in rounds])), 'zfs send -i stream (wc -c)',
+                  mib(median([r['stream_bytes'] for r in rounds])),
+                  max(r['contenders']['ours']['bytes_sent'] / r['stream_bytes'] for r in rounds), TARGETS['zfs bytes']),
+    ]
 
 
 def block_write(backend: str, offsets: list[int], pattern: int) -> str:
@@ -764,6 +851,15 @@ def table(results: dict) -> str:
                          fmt(r['check_process_s'] or 0), fmt(r['raw_noop_s'])))
     lines.append('  task seconds against MiB of stream, a line through the full run and the rounds: %s' % '; '.join(
         '%s %s s + %.3f s/MiB' % (key, fmt(f['fixed']), f['per_volume']) for key, f in zfs['fits'].items()))
+    large = results.get('large')
+    if large:
+        lines += ['', 'Large rounds (a %d MiB zvol of random data, rewritten whole each round; ours and the hand '
+                  'pipeline, Ansible task / in the guest seconds):' % results['config']['large_mib']]
+        for r in [large['full']] + large['rounds']:
+            lines.append('  %-14s stream %.2f MiB, ours sent %.2f MiB; %s' % (
+                r['label'], r['stream_bytes'] / MIB, (r['contenders']['ours']['bytes_sent'] or 0) / MIB, '; '.join(
+                    '%s %s/%s s' % (c, fmt(r['contenders'][c]['task_s']), fmt(r['contenders'][c]['guest_s'] or 0))
+                    for c in LARGE_CONTENDERS)))
     for backend in ('lvm thin', 'qcow2'):
         lines.append('  %s: %s' % (backend, '; '.join(
             '%s %.4f MiB sent for %d MiB in %s s (module %s s)' % (
@@ -875,6 +971,13 @@ def run_bench(args, results: dict) -> None:
     results['zfs'] = {'full': found[0], 'rounds': found[1:], 'digest': source[0], 'fits': zfs_fits(found[0], found[1:])}
     results['rows'] += zfs_rows(found[0], found[1:])
 
+    # the large rounds: ours and the hand pipeline when the data outweighs a run's fixed cost
+    if args.large_mib:
+        tasks, labels = large_tasks(commands, args.large_rounds, args.large_mib)
+        done = phase('large rounds', [play(SRC, tasks)])
+        results['large'] = large_results(done, labels, python_spans(read_log(src, PYTHON_LOG)))
+        results['rows'] += large_rows(results['zfs']['rounds'], results['large'])
+
     # LVM thin and qcow2: a full replica, then the incrementals
     results['blocks'] = {}
     for backend, case in (('lvm thin', 'T'), ('qcow2', 'Q')):
@@ -909,15 +1012,22 @@ def main() -> int:
     parser.add_argument('--debs', default=str(run.CHECKOUT / '.build' / 'bench-replica-debs'),
                         help='where the sanoid package and its missing dependencies are downloaded (kept)')
     parser.add_argument('--rounds', type=int, default=3, help='incrementals per contender and backend (medians)')
+    parser.add_argument('--large-mib', type=int, default=LARGE_MIB,
+                        help='MiB of the zvol rewritten whole by each large round (0: no large rounds)')
+    parser.add_argument('--large-rounds', type=int, default=2, help='large incrementals of ours and the hand pipeline')
     parser.add_argument('--reuse', action='store_true', help='use the running test hosts (fresh ones); do not boot '
                         'or stop them')
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error('--rounds must be at least 1')
+    if args.large_mib and (args.large_rounds < 1 or not 16 < args.large_mib <= 256):
+        parser.error('--large-mib must be 0 or from 17 to 256 (the pool is on a 2 GiB disk), with '
+                     '--large-rounds at least 1')
     started = time.monotonic()
     results: dict = {'rows': [], 'phases': {}, 'workdir': args.workdir,
                      'config': {'rounds': args.rounds, 'volume_mib': VOLUME_MIB, 'change_mib': CHANGE_MIB,
-                                'full_mib': FULL_MIB, 'targets': TARGETS}}
+                                'full_mib': FULL_MIB, 'targets': TARGETS, 'large_mib': args.large_mib,
+                                'large_rounds': args.large_rounds}}
     booted = False
     try:
         if not args.reuse:
