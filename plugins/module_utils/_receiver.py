@@ -42,7 +42,6 @@ import syslog
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._mover import (
     RELAY_CHUNK, QuietLimit, read_header, receive_blocks)
-from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
 from ansible_collections.stratum.storage.plugins.module_utils._replica import check_target, config_of, parse_words
 from ansible_collections.stratum.storage.plugins.module_utils._runner import ProcessRunner
@@ -187,6 +186,8 @@ def serve(words, config, stream, runner, answer=None, session=None):
         if words[5] != '-' and backend.snapshot_identity(existing) != words[5]:
             raise Refused('Snapshot %s of volume %s in %s is not the replica named (identity %s); it is left '
                           'alone.' % (name, volume, where, backend.snapshot_identity(existing)))
+        from ansible_collections.stratum.storage.plugins.module_utils._planner import plan_snapshot  # deletes only
+
         actions, _left = plan_snapshot({'volume': volume, 'name': name, 'state': 'absent'}, current, snapshots,
                                        backend.name, backend.deferred_delete,
                                        leftover=backend.predict_deleted_snapshot(existing))

@@ -74,3 +74,18 @@ def test_a_listing_imports_no_data_mover(backend, listed):
     assert DATA_MOVERS.isdisjoint(found['loaded']), sorted(DATA_MOVERS & set(found['loaded']))
     others = {'_lvm', '_zfs', '_nfs'} - {'_' + backend}
     assert others.isdisjoint(found['loaded']), sorted(others & set(found['loaded']))
+
+
+def test_the_receiver_imports_the_planner_only_to_delete():
+    """A receive, the receiver's run on every replica, does not compile the planner that only a delete uses."""
+    code = ('import json, sys\n'
+            'from ansible_collections.stratum.storage.plugins.module_utils import _receiver\n'
+            'from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS\n'
+            'BACKENDS["zfs"].backend\n'
+            'print(json.dumps(sorted(m[len(sys.argv[1]):] for m in sys.modules if m.startswith(sys.argv[1]))))\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, '-c', code, PREFIX], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert '_receiver' in loaded and '_mover' in loaded and '_zfs' in loaded
+    assert not {'_planner', '_repository', '_nbd'} & set(loaded), loaded
