@@ -550,10 +550,14 @@ def _splice_pair(source, sink):
     return fds if pipes else None
 
 
-def widen_pipe(fd):
-    """Make pipe ``fd`` hold ``PIPE_BYTES`` if it holds less; a pipe the kernel keeps smaller stays as it is."""
+def widen_pipe(pipe):
+    """Make ``pipe`` (a descriptor or a file) hold ``PIPE_BYTES`` if it is a pipe that holds less.
+
+    Anything else, and a pipe that the kernel keeps smaller, stays as it is.
+    """
     try:
+        fd = pipe if isinstance(pipe, int) else pipe.fileno()
         if fcntl.fcntl(fd, _F_GETPIPE_SZ) < PIPE_BYTES:
             fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
-    except OSError:  # not Linux, or over the limits of /proc/sys/fs/pipe-max-size and pipe-user-pages-soft
-        pass
+    except (AttributeError, OSError, ValueError):
+        pass  # not a pipe, not Linux, or over /proc/sys/fs/pipe-max-size or pipe-user-pages-soft

@@ -41,7 +41,7 @@ import syslog
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._mover import (
-    RELAY_CHUNK, QuietLimit, read_header, receive_blocks)
+    RELAY_CHUNK, QuietLimit, read_header, receive_blocks, widen_pipe)
 from ansible_collections.stratum.storage.plugins.module_utils._registry import BACKENDS
 from ansible_collections.stratum.storage.plugins.module_utils._replica import check_target, config_of, parse_words
 from ansible_collections.stratum.storage.plugins.module_utils._runner import ProcessRunner
@@ -312,6 +312,7 @@ def main(argv=None):
         except ValueError as exc:
             raise Refused('The request cannot be split into words: %s.' % exc)
         config = load_config(args.config)
+        widen_pipe(sys.stdin)  # sshd writes what arrives into it (a block stream is read, not spliced)
         stream = io.BufferedReader(QuietLimit(sys.stdin.fileno(), config['idle_seconds']), RELAY_CHUNK)
     except StorageError as exc:
         failed = exc

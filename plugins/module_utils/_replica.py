@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from typing import NamedTuple, Optional
 
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
-from ansible_collections.stratum.storage.plugins.module_utils._mover import Counted, PeerStopped, relay, send_blocks
+from ansible_collections.stratum.storage.plugins.module_utils._mover import (
+    Counted, PeerStopped, relay, send_blocks, widen_pipe)
 from ansible_collections.stratum.storage.plugins.module_utils._names import validate_name
 
 HOLD_PREFIX = 'stratum-replica:'
@@ -207,11 +208,12 @@ class Peer:
     def _spawn(self, words):
         err = tempfile.TemporaryFile()
         try:
-            return self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=err), err
+            process = self.runner.spawn(self.argv(words), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         except BaseException:
             err.close()
             raise
+        widen_pipe(process.stdin)  # a block stream is written into it, not spliced
+        return process, err
 
     def _finish(self, process, err, words, sent=None, first=b''):
         """End the input of ``process``, wait for it, and return its answer (or raise what it says)."""

@@ -613,6 +613,27 @@ def test_a_bad_request_in_a_session_is_refused_and_ends_it(peer, line, message):
     assert process.returncode == 0 and len(out.splitlines()) == 1 and 'session' in json.loads(out)
 
 
+def test_the_pipes_a_block_stream_is_written_into_hold_a_mib(peer):
+    """The block stream is written by Python on the source and read by Python on the target (not spliced): the
+    ssh client's input and the receiver's input are widened as relay widens the pipes it splices between."""
+    import fcntl
+    from ansible_collections.stratum.storage.plugins.module_utils._runner import ProcessRunner
+
+    process = start_receiver(peer, 'session nfs %s v' % peer)
+    assert json.loads(process.stdout.readline())['session'] is True
+    # the parent's end is the same pipe as the receiver's standard input
+    assert fcntl.fcntl(process.stdin.fileno(), _mover._F_GETPIPE_SZ) == _mover.PIPE_BYTES
+    process.communicate(b'', 30)
+    assert process.returncode == 0
+    client = _replica.Peer(ProcessRunner(), {'host': 'peer'})
+    process, err = client._spawn(['info', 'nfs', peer, 'v'])
+    try:
+        assert fcntl.fcntl(process.stdin.fileno(), _mover._F_GETPIPE_SZ) == _mover.PIPE_BYTES
+    finally:
+        process.communicate(b'', 30)
+        err.close()
+
+
 def test_a_session_the_source_keeps_waiting_is_not_used_after_half_the_receivers_wait(source, peer, monkeypatch):
     """The source waits for its volume's lock longer than the receiver waits for the next request."""
     (Path(peer).parent / 'receiver.json').write_text(json.dumps({'nfs': [peer], 'idle_seconds': 1}))
