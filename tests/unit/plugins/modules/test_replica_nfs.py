@@ -546,8 +546,10 @@ def test_a_failed_source_read_stops_the_session_it_started(source, peer, monkeyp
     source.create(size='1M')
     source.snapshot('s1')
     monkeypatch.setattr(_replica, '_stop', stop)
-    monkeypatch.setattr(_nfs.NfsBackend, 'read_volume', lambda self, name: (_ for _ in ()).throw(
-        _nfs.StorageError('The source cannot be read.')))
+
+    def unreadable(self, name):
+        raise _nfs.StorageError('The source cannot be read.')
+    monkeypatch.setattr(_nfs.NfsBackend, 'read_volume', unreadable)
     done = run_replica(source, peer, 's1')
     assert done['failed'] and done['msg'] == 'The source cannot be read.'
     assert len(stops) == 1 and stops[0] is not None  # the receiver it had started is not left running
