@@ -354,11 +354,14 @@ def zfs_round_tasks(commands: Commands, label: str, snapshot: str, base: str | N
     return tasks
 
 
+#: the SHA-256 of snapshot {snap} of zvol {ds}, read from its device node (shown for the read)
+ZVOL_DIGEST = ('zfs set snapdev=visible {ds}; udevadm settle; '
+               'sha256sum < /dev/zvol/{ds}@{snap} | cut -d" " -f1; zfs inherit snapdev {ds}')
+
+
 def zfs_digests(snapshot: str) -> list:
-    digest = ('zfs set snapdev=visible {ds}; udevadm settle; '
-              'sha256sum < /dev/zvol/{ds}@{snap} | cut -d" " -f1; zfs inherit snapdev {ds}')
-    there = '; '.join(digest.format(ds='%s/%s' % (ZTARGET[c], ZVOL), snap=snapshot) for c in CONTENDERS)
-    return [raw('zfs digest source', digest.format(ds=ZDATASET, snap=snapshot)),
+    there = '; '.join(ZVOL_DIGEST.format(ds='%s/%s' % (ZTARGET[c], ZVOL), snap=snapshot) for c in CONTENDERS)
+    return [raw('zfs digest source', ZVOL_DIGEST.format(ds=ZDATASET, snap=snapshot)),
             raw('zfs digest targets', there, delegate=DST)]
 
 
@@ -384,12 +387,11 @@ def large_tasks(commands: Commands, rounds: int, large_mib: int) -> tuple[list, 
         order = LARGE_CONTENDERS if index % 2 else LARGE_CONTENDERS[::-1]
         for contender in order:
             tasks += contender_tasks(commands, label, contender, snapshot, base, LARGE_ZVOL)
-    digest = ('zfs set snapdev=visible {ds}; udevadm settle; '
-              'sha256sum < /dev/zvol/{ds}@{snap} | cut -d" " -f1; zfs inherit snapdev {ds}')
     last = 'l%d' % rounds
-    tasks += [raw('large digest source', digest.format(ds=dataset, snap=last)),
-              raw('large digest targets', '; '.join(digest.format(ds='%s/%s' % (ZTARGET[c], LARGE_ZVOL), snap=last)
-                                                    for c in LARGE_CONTENDERS), delegate=DST)]
+    tasks += [raw('large digest source', ZVOL_DIGEST.format(ds=dataset, snap=last)),
+              raw('large digest targets', '; '.join(
+                  ZVOL_DIGEST.format(ds='%s/%s' % (ZTARGET[c], LARGE_ZVOL), snap=last) for c in LARGE_CONTENDERS),
+                  delegate=DST)]
     return tasks, labels
 
 

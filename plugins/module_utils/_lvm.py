@@ -631,6 +631,8 @@ class LvmBackend(ListingBackend):
         ``check(current, snapshots, state)`` runs first; the preparation and the
         completion run under the volume's lock, the data is written outside it.
         """
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockWriter, FullnessGuard
+
         guard = self.thin_pool is not None and self.pool_limit is not None
         with self.lock([volume]):
             current, snapshots = self.read_volume(volume)
@@ -641,8 +643,6 @@ class LvmBackend(ListingBackend):
                                                  current, snapshots)
             if guard:  # the pool is active now (with the LV written to), so it tells how full it is
                 self._check_pool(0)
-        from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockWriter, FullnessGuard
-
         with BlockWriter('/dev/%s/%s' % (self.vg, target), size, 'LV %s' % self._lv(target),
                          skip_zeros=fresh) as writer:
             yield FullnessGuard(writer, self._check_pool, POOL_CHECK_BYTES) if guard else writer
@@ -790,10 +790,10 @@ class LvmBackend(ListingBackend):
                             error='Clearing the marks of LV %s failed' % self._lv(row['lv_name']))
 
     def restore_volume(self, name, image, size, fmt):
-        self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
-        lv = self._create(name, size, {'status': 'creating'})
         from ansible_collections.stratum.storage.plugins.module_utils._mover import restore_into_device
 
+        self._refuse_foreign(self.listing(fresh=False), volume_lv(name))
+        lv = self._create(name, size, {'status': 'creating'})
         # a thin LV reads zeros where nothing was written; a thick one may hold old data of the disk
         restore_into_device(self.runner, image, '/dev/%s/%s' % (self.vg, lv), 'LV %s' % self._lv(lv), size,
                             zeroed=bool(self.thin_pool))

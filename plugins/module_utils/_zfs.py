@@ -399,6 +399,8 @@ class ZfsBackend(ListingBackend):
 
         The zvol's ``snapdev`` is set back afterwards (inherited again when it was).
         """
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader
+
         volume = self._dataset(snapshot.volume)
         found = self.runner.run(['zfs', 'get', '-H', '-p', '-o', 'value,source', 'snapdev', volume],
                                 error='Reading snapdev of %s failed' % volume).stdout.split('\t')
@@ -407,8 +409,6 @@ class ZfsBackend(ListingBackend):
             self.runner.run(['zfs', 'set', 'snapdev=visible', volume], error='Showing the snapshot devices of %s '
                             'failed' % volume)
         try:
-            from ansible_collections.stratum.storage.plugins.module_utils._mover import BlockReader
-
             path = self._device(snapshot.details['dataset'])
             with BlockReader(path, snapshot.size, 'Snapshot %s' % snapshot.details['dataset']) as reader:
                 yield reader
@@ -419,13 +419,13 @@ class ZfsBackend(ListingBackend):
                 self.runner.run(['zfs'] + back + [volume], check=False)
 
     def restore_volume(self, name, image, size, fmt):
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import restore_into_device
+
         dataset = self._dataset(name)
         properties = self._new_properties()
         properties[STATUS_PROPERTY] = 'creating'
         self._zfs(['create', '-V', str(size)] + (['-s'] if self.sparse else []) + self._options(properties)
                   + [dataset], error='Creating zvol %s failed' % dataset)
-        from ansible_collections.stratum.storage.plugins.module_utils._mover import restore_into_device
-
         # a new zvol reads as zeros: only data is written, so a sparse one stays sparse
         restore_into_device(self.runner, image, self._device(dataset), 'zvol %s' % dataset, size, zeroed=True)
         self._zfs(['inherit', STATUS_PROPERTY, dataset], error='Marking zvol %s complete failed' % dataset)
@@ -438,13 +438,13 @@ class ZfsBackend(ListingBackend):
 
         One snapshot a stream: the receiver accepts plain streams only (``-I`` makes a package).
         """
+        from ansible_collections.stratum.storage.plugins.module_utils._mover import streamed
+
         if token:
             argv = ['zfs', 'send', '-t', token]
         else:
             argv = ['zfs', 'send'] + (['-i', self._dataset(volume, base)] if base else [])
             argv.append(self._dataset(volume, snapshot))
-        from ansible_collections.stratum.storage.plugins.module_utils._mover import streamed
-
         with streamed(self.runner, argv, 'Sending snapshot %s' % self._dataset(volume, snapshot)) as stream:
             yield stream
 
