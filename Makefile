@@ -13,7 +13,7 @@ COLLECTION := $(TESTROOT)/ansible_collections/stratum/storage
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: demo test test-fast harness test-hosts bench-hosts bench-replica testhost-record testhost-build testhost-up testhost-down system-deps venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
+.PHONY: demo test test-fast harness test-hosts bench-hosts bench-replica testhost-record testhost-build testhost-up testhost-down system-deps system-deps-test venv venv-test build install ansible-test-cache collection-copy sanity units integration bench lint changelog-lint docs-check clean
 
 demo: system-deps venv install
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/collections $(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
@@ -22,7 +22,7 @@ demo: system-deps venv install
 test:
 	scripts/run-tests
 
-test-fast: system-deps venv-test install docs-check sanity units integration harness py-compat bench lint changelog-lint ee runner
+test-fast: system-deps-test venv-test install docs-check sanity units integration harness py-compat bench lint changelog-lint ee runner
 	@echo "All checks that need no test host passed."
 
 # Test hosts (tests/testhost/): Debian VMs under QEMU with real LVM, ZFS and NFS.
@@ -84,6 +84,9 @@ bench-replica: system-deps install $(BENCH_VENV)/bin/.bench
 system-deps:
 	@PYTHON=$(PYTHON) scripts/ensure-system-packages
 
+system-deps-test:
+	@PYTHON=$(PYTHON) scripts/ensure-system-packages --tests
+
 $(BIN)/.controller: requirements/controller.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -120,7 +123,7 @@ collection-copy:
 docs-check: install
 	$(BIN)/python tests/utils/check_docs.py $(BUILD)/doc.json
 
-sanity: venv-test ansible-test-cache collection-copy
+sanity: system-deps-test venv-test ansible-test-cache collection-copy
 	cd $(COLLECTION) && $(BIN)/ansible-test sanity --python $(PYVER) --requirements --color no
 
 units: venv-test ansible-test-cache collection-copy

@@ -14,7 +14,7 @@ apt-get install -y -qq --no-install-recommends linux-image-amd64 linux-headers-a
 apt-get install -y -qq --no-install-recommends dkms zfs-dkms zfsutils-linux >/dev/null
 
 # The ZFS module must exist for the guest kernel (dkms builds for the kernels with headers).
-kver=$(ls /lib/modules | sort -V | tail -n 1)
+kver=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n 1)
 if ! find "/lib/modules/$kver" -name 'zfs.ko*' | grep -q .; then
   dkms autoinstall -k "$kver"
 fi

@@ -7,11 +7,12 @@
 #   testhost2: the lvm_backend target, eight simultaneous runs of one change on LVM and
 #              on ZFS (tests/testhost/race.yml), then the molecule scenario of the backup
 #              role on the host that is already up;
-#   testhost3 and testhost4: replication from testhost3 to testhost4
-#              (tests/testhost/replica.yml), then the molecule scenario of the
-#              replication role on the same two hosts.
+#   testhost3 and testhost4: replication from testhost3 to testhost4 (the parts of
+#              tests/testhost/replica.yml: the set-up, then the ZFS part beside the nfs and
+#              LVM parts), then the molecule scenario of the replication role on the same
+#              two hosts.
 # A replication step keeps one host waiting for the other much of the time, so the pair
-# runs beside the single-host steps instead of after them.
+# runs beside the single-host steps instead of after them, and two of its parts at once.
 # Each step adds its wall time to the stage table of `make test` (STRATUM_STAGE_TIMES).
 # The hosts are stopped by pid on every exit, also when a step fails.
 set -euo pipefail
@@ -58,8 +59,17 @@ host2() {
 }
 
 pair() {
-  timed "testhost3 -> testhost4: replication (ZFS, nfs, LVM)" ansible-playbook -i "$inventory" tests/testhost/replica.yml \
-    -e replica_source=testhost3 -e replica_target=testhost4
+  local replica=(ansible-playbook -i "$inventory" -e replica_source=testhost3 -e replica_target=testhost4) zfs nfs_lvm rc=0
+  timed "testhost3 -> testhost4: replication set-up (pools, key pair, receiver)" "${replica[@]}" tests/testhost/replica/setup.yml
+  # after the set-up the parts share only the key and the receiver: ZFS beside nfs then LVM
+  timed "testhost3 -> testhost4: replication, ZFS" "${replica[@]}" tests/testhost/replica/zfs.yml \
+    2>&1 | sed -u 's/^/[zfs] /' & zfs=$!
+  { timed "testhost3 -> testhost4: replication, nfs" "${replica[@]}" tests/testhost/replica/nfs.yml &&
+    timed "testhost3 -> testhost4: replication, LVM" "${replica[@]}" tests/testhost/replica/lvm.yml; } \
+    2>&1 | sed -u 's/^/[nfs, lvm] /' & nfs_lvm=$!
+  wait "$zfs" || rc=1
+  wait "$nfs_lvm" || rc=1
+  [ "$rc" -eq 0 ] || return 1
   STRATUM_TESTHOST_REUSE=testhost3,testhost4 timed "testhost3 -> testhost4: molecule replication (the replication role)" \
     molecule test -s replication
 }
