@@ -49,13 +49,13 @@ test-hosts: venv-test install
 
 # Benchmarks on one test host against community.general and the bare CLI (bench/run.py,
 # docs/testhosts.md); not part of `make test`. BENCH_SIZES: volumes per P3 play;
-# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task; BENCH_CASES: which of P1,P2,P3 run;
+# BENCH_ROUNDS, BENCH_P2_ROUNDS: runs of each P1 and P2 task; BENCH_CASES: which of P1,P2,P3,P4 run;
 # BENCH_BACKENDS: lvm and/or zfs for P2 and P3; BENCH_CONTENDERS: P3's plays (ours,cli[,community]).
 BENCH_VENV ?= $(CURDIR)/.venv-bench
 BENCH_SIZES ?= 2,4,8
 BENCH_ROUNDS ?= 5
 BENCH_P2_ROUNDS ?= 3
-BENCH_CASES ?= P1,P2,P3
+BENCH_CASES ?= P1,P2,P3,P4
 BENCH_BACKENDS ?= lvm,zfs
 BENCH_CONTENDERS ?= ours,cli,community
 
