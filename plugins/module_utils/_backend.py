@@ -289,49 +289,74 @@ class ListingBackend(Backend):
     """A backend that reads everything from one listing command.
 
     Subclasses implement ``records``; reading one volume, all volumes or all
-    snapshots is then one listing each. The last listing is kept until the next
-    change (``forget``), so a change applied right after the manager's read under
-    the lock does not list again: the change verbs, ``check_rewritable`` and
-    ``predict_volume`` read ``listing(fresh=False)``, which is the manager's
-    read of step 3 (see ``Backend``), or a new listing when there is none.
+    snapshots is then one listing each. A backend with ``scoped_reads`` lists
+    only the volume asked for (its ``list_all(volume)``), so reading one volume
+    costs the same however many others there are; the others list everything
+    each time. What was listed is kept until the next change (``forget``), so a
+    change applied right after the manager's read under the lock does not list
+    again: the change verbs, ``check_rewritable`` and ``predict_volume`` read
+    ``listing(fresh=False, volume=...)``, which is the manager's read of step 3
+    (see ``Backend``) of that volume (or of everything), or a new listing when
+    there is none.
     """
 
-    _listing = None
+    #: True when ``list_all(volume)`` lists that volume only
+    scoped_reads = False
+    _listings = None
 
     @abc.abstractmethod
-    def list_all(self):
-        """Run the listing command; return what ``records`` takes."""
+    def list_all(self, volume=None):
+        """Run the listing command; return what ``records`` takes.
+
+        With ``scoped_reads`` and a ``volume``, only what ``records(listing, volume)``
+        needs is listed (nothing when the volume does not exist).
+        """
 
     @abc.abstractmethod
     def records(self, listing, name=None):
         """Return the volumes (by name) and a dict of each one's snapshots in chain order."""
 
-    def listing(self, fresh=True):
-        """The listing: a new one, or with ``fresh`` false the last one if no change came since."""
-        if fresh or self._listing is None:
-            self._listing = self.list_all()
-        return self._listing
+    def listing(self, fresh=True, volume=None):
+        """The listing of ``volume`` (or of all): a new one, or with ``fresh`` false the kept one if no change
+        came since (a kept listing of everything serves any volume)."""
+        scope = volume if self.scoped_reads else None
+        kept = self._listings if self._listings is not None else {}
+        if not fresh:
+            if scope in kept:
+                return kept[scope]
+            if None in kept:
+                return kept[None]
+        found = self.list_all(scope) if self.scoped_reads else self.list_all()
+        self._listings = {} if scope is None else dict(kept)
+        self._listings[scope] = found
+        return found
+
+    def kept_listing(self, volume=None):
+        """The kept listing that covers ``volume`` (or all), or None: never a new read."""
+        kept = self._listings or {}
+        scope = volume if self.scoped_reads else None
+        return kept.get(scope, kept.get(None))
 
     def forget(self):
-        """Drop the kept listing."""
-        self._listing = None
+        """Drop the kept listings."""
+        self._listings = None
 
     def change(self, argv, **kwargs):
-        """Run a command that changes storage; the kept listing is stale from now on."""
+        """Run a command that changes storage; the kept listings are stale from now on."""
         self.forget()
         return self.runner.run(argv, **kwargs)
 
     def read_volume(self, name):
-        volumes, snapshots = self.records(self.listing(), name)
+        volumes, snapshots = self.records(self.listing(volume=name), name)
         if not volumes:
             return None, []
         return volumes[0], snapshots.get(name, [])
 
     def list_volumes(self, name=None):
-        return self.records(self.listing(), name)[0]
+        return self.records(self.listing(volume=name), name)[0]
 
     def list_snapshots(self, volume=None):
-        snapshots = self.records(self.listing(), volume)[1]
+        snapshots = self.records(self.listing(volume=volume), volume)[1]
         return [snap for key in sorted(snapshots) for snap in snapshots[key]]
 
 

@@ -29,6 +29,7 @@ from ansible_collections.stratum.storage.plugins.module_utils._backend import (
 from ansible_collections.stratum.storage.plugins.module_utils._errors import InvalidInputError, StorageError
 from ansible_collections.stratum.storage.plugins.module_utils._files import host_lock_turns, host_locks
 from ansible_collections.stratum.storage.plugins.module_utils._names import is_valid_name
+from ansible_collections.stratum.storage.plugins.module_utils._runner import command_error
 from ansible_collections.stratum.storage.plugins.module_utils._schema import Snapshot, Volume, iso_utc
 from ansible_collections.stratum.storage.plugins.module_utils._sizes import parse_size
 
@@ -77,6 +78,7 @@ def property_value(name, value):
 
 class ZfsBackend(ListingBackend):
     name = 'zfs'
+    scoped_reads = True
     deferred_delete = True  # zfs destroy -d: ZFS removes the snapshot when its last clone or hold goes
 
     def __init__(self, runner, config):
@@ -123,13 +125,26 @@ class ZfsBackend(ListingBackend):
     def _columns(self):
         return list(COLUMNS) + sorted(p for p in self.properties if p not in COLUMNS)
 
-    def list_all(self):
-        """Run the one listing command; return rows as dicts keyed by column."""
+    def list_all(self, volume=None):
+        """Run the one listing command; return rows as dicts keyed by column.
+
+        With ``volume``, only that zvol and its snapshots are listed, so a read costs
+        the same however many volumes the parent holds. ZFS refuses to list a dataset
+        that does not exist: then the parent is read instead (a missing parent is an
+        error, as in the listing of everything) and nothing is returned.
+        """
         columns = self._columns()
-        result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r', '-d', '2',
-                                  '-o', ','.join(columns), self.parent],
-                                 error='ZFS dataset %s cannot be listed' % self.parent)
-        return parse_list(result.stdout, columns)
+        target = self.parent if volume is None else self._dataset(volume)
+        result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r',
+                                  '-d', '2' if volume is None else '1', '-o', ','.join(columns), target],
+                                 check=volume is None, error='ZFS dataset %s cannot be listed' % target)
+        if result.rc == 0:
+            return parse_list(result.stdout, columns)
+        if "cannot open '%s': dataset does not exist" % target not in result.stderr:
+            raise command_error(result, 'ZFS dataset %s cannot be listed' % target)
+        self.runner.run(['zfs', 'list', '-H', '-p', '-o', 'name', self.parent],
+                        error='ZFS dataset %s cannot be listed' % self.parent)
+        return []
 
     def _split(self, dataset):
         """Return ``(volume, snapshot or None)`` of a dataset under ``parent``, or None."""
@@ -303,7 +318,7 @@ class ZfsBackend(ListingBackend):
         origin = predicted.origin or {}
         source = None
         if origin.get('volume'):
-            found = self.records(self.listing(fresh=False), origin['volume'])[0]
+            found = self.records(self.listing(fresh=False, volume=origin['volume']), origin['volume'])[0]
             source = found[0] if found else None
             properties = self._clone_properties(predicted.name, source)
             volblocksize = source.details['volblocksize'] if source is not None else None
@@ -317,7 +332,7 @@ class ZfsBackend(ListingBackend):
             'properties': dict((p, properties.get(p, self.properties.get(p))) for p in sorted(self.properties))})
 
     def clone_volume(self, name, source, snapshot, size, fmt):
-        found = self.records(self.listing(fresh=False), source)
+        found = self.records(self.listing(fresh=False, volume=source), source)
         source_volume = found[0][0] if found[0] else None
         properties = self._clone_properties(name, source_volume)
         made = None
@@ -349,7 +364,7 @@ class ZfsBackend(ListingBackend):
                   error='Setting properties of zvol %s failed' % self._dataset(name))
 
     def delete_volume(self, name):
-        snapshots = self.records(self.listing(fresh=False), name)[1].get(name, [])
+        snapshots = self.records(self.listing(fresh=False, volume=name), name)[1].get(name, [])
         blocked = ['%s (%s)' % (s.name, ', '.join(_dependents(s))) for s in snapshots if _dependents(s)]
         if blocked:
             raise StorageError('Volume %s cannot be deleted: its snapshots %s still have clones or holds that '
@@ -365,7 +380,7 @@ class ZfsBackend(ListingBackend):
                   error='Taking snapshot %s failed' % self._dataset(volume, name))
 
     def delete_snapshot(self, volume, name):
-        snapshots = self.records(self.listing(fresh=False), volume)[1].get(volume, [])
+        snapshots = self.records(self.listing(fresh=False, volume=volume), volume)[1].get(volume, [])
         snapshot = next((s for s in snapshots if s.name == name), None)
         if snapshot is None:
             return
@@ -487,7 +502,8 @@ class ZfsBackend(ListingBackend):
         found = dict(line.split('\t', 1) for line in result.stdout.splitlines() if '\t' in line)
         token = found.get('receive_resume_token', '-')
         # from the listing the caller read just before (``read_volume``), so no second ``zfs list`` runs
-        replacing = self._arrived_mark(self._listing, volume) if self._listing is not None else None
+        kept = self.kept_listing(volume)
+        replacing = self._arrived_mark(kept, volume) if kept is not None else None
         return {'token': None if token in ('-', '') else token, 'written': _int(found.get('written')),
                 'replacing': replacing}
 
@@ -503,7 +519,7 @@ class ZfsBackend(ListingBackend):
 
     def settle(self, volume, fresh=True, apply=True):
         """Drop the mark of a receive that was killed after its snapshot arrived (called under the lock)."""
-        arrived = self._arrived_mark(self.listing(fresh=fresh), volume)
+        arrived = self._arrived_mark(self.listing(fresh=fresh, volume=volume), volume)
         if arrived is None:
             return None
         if apply:

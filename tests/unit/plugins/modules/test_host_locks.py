@@ -256,5 +256,8 @@ def test_deleting_a_clone_also_locks_its_origin_volume(deleted, origin_locked, t
     result = run_canned(volume, dict(zfs.ZFS, name=deleted, state='absent'), host)
     assert not result['failed'] and result['changed'], result
     assert held == {'v': origin_locked, deleted: True}
-    # the origin's lock makes the run read again under the locks
-    assert [c[1] for c in host.commands] == (['list', 'list', 'destroy'] if origin_locked else ['list', 'destroy'])
+    # the origin's lock makes the run read the clone again under the locks, and the origin (a read of its
+    # own: a receive cut on it is finished first)
+    listed = [c[-1] if c[1] == 'list' else c[1] for c in host.commands]
+    clone = zfs.PARENT + '/' + deleted
+    assert listed == ([clone, clone, zfs.PARENT + '/v', 'destroy'] if origin_locked else [clone, 'destroy'])

@@ -26,23 +26,41 @@ def row(name, kind, volsize, txg, extra=None, **values):
     return data, dict(extra or {})
 
 
-def zfs_host(rows, properties=('compression',), **answers):
+def zfs_host(rows, properties=('compression',), parent=True, **answers):
     """A host whose ``zfs list`` prints ``rows`` in the columns the command asks for.
 
-    Any other ``zfs`` subcommand is answered by ``answers``; one without an answer
-    fails the test, as any command other than ``zfs`` does (``CannedHost``).
+    As ZFS does, a listing of ``PARENT`` (``-d 2``) prints every row under it, a
+    listing of one zvol (``-d 1``) prints the zvol and its snapshots, and a dataset
+    that is not there is refused (rc 1, ``dataset does not exist``); without
+    ``parent`` the parent is not there either. Any other
+    ``zfs`` subcommand is answered by ``answers``; one without an answer fails the
+    test, as any command other than ``zfs`` does (``CannedHost``).
     """
     def zfs(argv):
         if argv[1] != 'list':
             if argv[1] not in answers:
                 raise AssertionError('unexpected command %r' % (argv,))
             return answers[argv[1]](argv)
-        assert argv[2:4] == ['-H', '-p'] and argv[-1] == PARENT
+        assert argv[2:4] == ['-H', '-p']
+        target = argv[-1]
         columns = argv[argv.index('-o') + 1].split(',')
-        lines = []
+        if not parent and (target + '/').startswith(PARENT + '/'):
+            return 1, '', "cannot open '%s': dataset does not exist\n" % target
+        if '-d' in argv:
+            depth = int(argv[argv.index('-d') + 1])
+            assert (target, depth) == (PARENT, 2) or (target.startswith(PARENT + '/') and depth == 1), argv
+        else:
+            assert target == PARENT and columns == ['name'], argv
+            return 0, PARENT + '\n', ''
+        lines, found = [], target == PARENT
         for data, extra in rows:
             values = dict(data, **extra)
-            lines.append('\t'.join(values.get(c, 'lz4' if c in properties else '-') for c in columns))
+            name = values['name']
+            found = found or name == target
+            if target == PARENT or name == target or name.startswith(target + '@'):
+                lines.append('\t'.join(values.get(c, 'lz4' if c in properties else '-') for c in columns))
+        if not found:
+            return 1, '', "cannot open '%s': dataset does not exist\n" % target
         return 0, '\n'.join(lines) + '\n', ''
     return CannedHost(zfs=zfs)
 
@@ -296,3 +314,57 @@ def test_snapshot_create_is_one_zfs_snapshot(check):
         assert result['snapshot']['parent'] == 's2'
     writes = [c for c in host.commands if c[:2] != ['zfs', 'list']]
     assert writes == ([] if check else [['zfs', 'snapshot', PARENT + '/v@s3']])
+
+
+@pytest.mark.parametrize('module, args', [
+    (volume, dict(ZFS, name='v', size='32M')),
+    (volume, dict(ZFS, name='v', size='64M')),
+    (snapshot, dict(ZFS, volume='v', name='s2')),
+    (snapshot, dict(ZFS, volume='v', name='s3')),
+])
+@pytest.mark.parametrize('check', [False, True])
+def test_a_run_lists_its_own_volume_only(module, args, check):
+    """However many volumes the parent holds, a run on one lists that zvol and its snapshots, not the parent."""
+    rows = base_rows() + [row(PARENT + '/other%03d' % n, 'volume', MIB, 100 + n) for n in range(200)]
+    host = zfs_host(rows, snapshot=lambda argv: (0, '', ''), set=lambda argv: (0, '', ''))
+    result = run_canned(module, args, host, check=check)
+    assert not result['failed'], result
+    assert listings(host) and all(c[-1] == PARENT + '/v' and c[c.index('-d') + 1] == '1' for c in listings(host))
+
+
+@pytest.mark.parametrize('check', [False, True])
+def test_a_new_volume_is_read_with_its_parent(check):
+    """ZFS refuses to list a zvol that is not there; the parent is read then, so a missing parent is an error."""
+    host = zfs_host(base_rows(), create=lambda argv: (0, '', ''))
+    result = run_canned(volume, dict(ZFS, name='new', size='8M'), host, check=check)
+    assert not result['failed'] and result['changed'], result
+    assert listings(host)[:2] == [
+        ['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r', '-d', '1', '-o', ','.join(list(COLUMNS) + ['compression']),
+         PARENT + '/new'],
+        ['zfs', 'list', '-H', '-p', '-o', 'name', PARENT]]
+    assert [c[1] for c in host.commands if c[1] != 'list'] == ([] if check else ['create'])
+    gone = run_canned(volume, dict(ZFS, name='new', state='absent'), zfs_host(base_rows()), check=check)
+    assert not gone['failed'] and not gone['changed'] and gone['volume'] is None
+
+
+@pytest.mark.parametrize('module, args', [
+    (volume, dict(ZFS, name='new', size='8M')),
+    (volume, dict(ZFS, name='new', state='absent')),
+    (snapshot, dict(ZFS, volume='new', name='s1')),
+])
+def test_a_missing_parent_is_one_sentence_and_changes_nothing(module, args):
+    host = zfs_host([], parent=False)
+    result = run_canned(module, args, host)
+    assert result['failed'] and result['msg'].startswith('ZFS dataset %s cannot be listed: ' % PARENT), result
+    assert 'dataset does not exist' in result['msg'] and '\n' not in result['msg']
+    assert all(c[1] == 'list' for c in host.commands)
+
+
+def test_a_listing_refused_for_another_reason_is_an_error():
+    def refused(argv):
+        return 1, '', "cannot open '%s/v': permission denied\n" % PARENT
+    host = CannedHost(zfs=refused)
+    result = run_canned(volume, dict(ZFS, name='v', size='8M'), host)
+    assert result['failed'] and result['msg'] == (
+        'ZFS dataset %s/v cannot be listed: cannot open \'%s/v\': permission denied (rc=1).' % (PARENT, PARENT))
+    assert len(host.commands) == 1
