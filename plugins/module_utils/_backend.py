@@ -147,6 +147,10 @@ class Backend(abc.ABC):
         """
         return None
 
+    def forget(self):
+        """Drop what earlier reads kept (``ListingBackend``); the manager calls it before it reads again under
+        the lock, so that nothing read before the lock is taken for the state under it."""
+
     # -- reading ----------------------------------------------------------------------
 
     @abc.abstractmethod

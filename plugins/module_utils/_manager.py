@@ -51,6 +51,7 @@ def _converge(module, backend, read_and_plan, lock_names, reuse=True, more_locks
         extra = [name for name in (more_locks(before, actions) if more_locks else []) if name not in lock_names]
         with backend.lock(list(lock_names) + extra) as taken:
             if turns is None or extra or turns != taken:
+                backend.forget()  # a volume the first read listed and this one does not is read again if used
                 before, actions, predicted = read_and_plan()
             # what a killed replica receive committed to is finished first (LVM thin), then planned again
             settled = [_Settled(done) for done in (backend.settle(name, fresh=False)

@@ -4,7 +4,8 @@
 
 Volume ``V`` is the zvol ``<parent>/V``; its snapshot ``S`` is ``<parent>/V@S``.
 One ``zfs list -H -p`` call lists every zvol directly under ``parent`` and every
-snapshot of them, with all the columns the records need. Our own metadata is in
+snapshot of them, with all the columns the records need; a read of one volume
+lists only that zvol and its snapshots. Our own metadata is in
 user properties named ``stratum:*``; ``stratum:status=inbound`` marks data that
 is still arriving.
 
@@ -135,6 +136,8 @@ class ZfsBackend(ListingBackend):
         """
         columns = self._columns()
         target = self.parent if volume is None else self._dataset(volume)
+        if len(target) > DATASET_MAX:  # a name no zvol can have (the info modules do not refuse it)
+            return self._parent_listed([])
         result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r',
                                   '-d', '2' if volume is None else '1', '-o', ','.join(columns), target],
                                  check=volume is None, error='ZFS dataset %s cannot be listed' % target)
@@ -142,9 +145,13 @@ class ZfsBackend(ListingBackend):
             return parse_list(result.stdout, columns)
         if "cannot open '%s': dataset does not exist" % target not in result.stderr:
             raise command_error(result, 'ZFS dataset %s cannot be listed' % target)
+        return self._parent_listed([])
+
+    def _parent_listed(self, rows):
+        """``rows``, once the parent is there: a missing parent is an error, as in the listing of everything."""
         self.runner.run(['zfs', 'list', '-H', '-p', '-o', 'name', self.parent],
                         error='ZFS dataset %s cannot be listed' % self.parent)
-        return []
+        return rows
 
     def _split(self, dataset):
         """Return ``(volume, snapshot or None)`` of a dataset under ``parent``, or None."""

@@ -16,8 +16,8 @@ description:
     C(details.reason) rather than failing the whole listing.
   - On O(backend=lvm) one C(lvs) call lists the volume group; LVs with a C(stratum_volume) tag and no
     C(stratum_snapshot) tag are the volumes, whatever their names. An interrupted clone lists as V(creating).
-  - On O(backend=zfs) one C(zfs list) call lists every zvol directly under O(zfs.parent); a partial receive lists as
-    V(inbound).
+  - On O(backend=zfs) one C(zfs list) call lists every zvol directly under O(zfs.parent), or with O(name) that zvol
+    only; a partial receive lists as V(inbound).
 options:
   name:
     description: List only this volume. Without it, every volume is listed.

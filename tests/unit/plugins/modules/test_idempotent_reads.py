@@ -74,6 +74,9 @@ class RecordingBackend(Backend):
     def settle(self, volume, fresh=True, apply=True):
         self._record('settle')
 
+    def forget(self):
+        self._record('forget')
+
     def allocation_unit(self, volume=None):
         self._record('allocation_unit')
         return 512
@@ -247,6 +250,7 @@ def test_read_under_the_lock_left_out_when_no_run_held_it(case):
     verbs = [verb for verb, _held in calls]
     assert [v for v in verbs if v in WRITES] == writes
     assert verbs.index('lock_turns') < verbs.index('read_volume'), 'the turns were read after the storage'
+    assert 'forget' not in verbs, 'the first read stands for the read under the lock'
     assert verbs.count('read_volume') + verbs.count('list_volumes') + verbs.count('list_snapshots') == reads, verbs
     assert result['changed']
 
@@ -265,6 +269,8 @@ def test_read_again_under_the_lock_when_a_run_may_have_held_it(case, turns):
     assert 'read_volume' in locked[:first_write], 'the change was not planned from a read under the lock'
     assert verbs.count('read_volume') + verbs.count('list_volumes') + verbs.count('list_snapshots') == reads + \
         (2 if _id == 'volume-clone' else 1), verbs
+    # what the first read kept is dropped before the read under the lock
+    assert locked.index('forget') < locked.index('read_volume'), locked
 
 
 def test_check_mode_reads_no_turns():

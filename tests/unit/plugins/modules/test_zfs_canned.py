@@ -368,3 +368,50 @@ def test_a_listing_refused_for_another_reason_is_an_error():
     assert result['failed'] and result['msg'] == (
         'ZFS dataset %s/v cannot be listed: cannot open \'%s/v\': permission denied (rc=1).' % (PARENT, PARENT))
     assert len(host.commands) == 1
+
+
+def test_what_was_read_before_the_lock_is_not_used_under_it(monkeypatch, tmp_path):
+    """A clone's source read before the lock, and not again under it, is read afresh when it is settled."""
+    from ansible_collections.stratum.storage.plugins.module_utils import _files
+    from ansible_collections.stratum.storage.plugins.module_utils._zfs import ZfsBackend
+
+    monkeypatch.setattr(_files, 'HOST_LOCK_DIR', str(tmp_path / 'locks'))
+    monkeypatch.setattr(ZfsBackend, 'lock_turns', lambda self, volumes: None)  # another run took the lock
+    before = base_rows()
+    before[0][0]['stratum:status'] = 'receiving:s1:1011'  # a receive of s1 into v was cut after s1 arrived
+    # meanwhile another run made the clone c and dropped v's mark
+    after = base_rows() + [row(PARENT + '/c', 'volume', 32 * MIB, 20, origin=PARENT + '/v@s1')]
+    seen = []
+
+    def listing(argv):
+        rows = after if PARENT + '/v' in seen else before
+        if argv[1] == 'list':
+            seen.append(argv[-1])
+        return zfs_host(rows).answers['zfs'](argv)
+    host = CannedHost(zfs=listing)
+    result = run_canned(volume, dict(ZFS, name='c', size='32M', source_volume='v', source_snapshot='s1'), host)
+    assert not result['failed'] and not result['changed'], result
+    assert seen == [PARENT + '/c', PARENT, PARENT + '/v', PARENT + '/c', PARENT + '/v']
+
+
+def test_the_info_modules_read_one_volume_when_asked_for_one():
+    rows = base_rows() + [row(PARENT + '/w', 'volume', MIB, 30), row(PARENT + '/w@a', 'snapshot', MIB, 31)]
+    host = zfs_host(rows)
+    assert [v['name'] for v in run_canned(volume_info, dict(ZFS, name='w'), host)['volumes']] == ['w']
+    assert [s['name'] for s in run_canned(snapshot_info, dict(ZFS, volume='w'), host)['snapshots']] == ['a']
+    assert [c[-1] for c in listings(host)] == [PARENT + '/w'] * 2
+    everything = zfs_host(rows)
+    assert len(run_canned(snapshot_info, dict(ZFS), everything)['snapshots']) == 3
+    assert [c[-1] for c in listings(everything)] == [PARENT]
+
+
+def test_a_name_too_long_for_zfs_is_listed_as_absent():
+    """No zvol can have it, so the info modules list nothing; only the parent is read, as for any missing zvol."""
+    missing = zfs_host(base_rows())
+    assert run_canned(volume_info, dict(ZFS, name='x'), missing)['volumes'] == []
+    assert [c[-1] for c in listings(missing)] == [PARENT + '/x', PARENT]
+    parent = 'tank/' + 'p' * 140
+    host = CannedHost(zfs=lambda argv: (0, parent + '\n', ''))
+    result = run_canned(volume_info, dict(ZFS, zfs={'parent': parent}, name='x' * 120), host)
+    assert not result['failed'] and result['volumes'] == [], result
+    assert host.commands == [['zfs', 'list', '-H', '-p', '-o', 'name', parent]]
