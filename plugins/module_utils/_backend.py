@@ -323,15 +323,12 @@ class ListingBackend(Backend):
     def listing(self, fresh=True, volume=None):
         """The listing of ``volume`` (or of all): a new one, or with ``fresh`` false the kept one if no change
         came since (a kept listing of everything serves any volume)."""
+        kept = None if fresh else self.kept_listing(volume)
+        if kept is not None:
+            return kept
         scope = volume if self.scoped_reads else None
-        kept = self._listings if self._listings is not None else {}
-        if not fresh:
-            if scope in kept:
-                return kept[scope]
-            if None in kept:
-                return kept[None]
         found = self.list_all(scope) if self.scoped_reads else self.list_all()
-        self._listings = {} if scope is None else dict(kept)
+        self._listings = {} if scope is None else dict(self._listings or {})
         self._listings[scope] = found
         return found
 

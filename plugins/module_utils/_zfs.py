@@ -137,7 +137,7 @@ class ZfsBackend(ListingBackend):
         columns = self._columns()
         target = self.parent if volume is None else self._dataset(volume)
         if len(target) > DATASET_MAX:  # a name no zvol can have (the info modules do not refuse it)
-            return self._parent_listed([])
+            return self._absent()
         result = self.runner.run(['zfs', 'list', '-H', '-p', '-t', 'volume,snapshot', '-r',
                                   '-d', '2' if volume is None else '1', '-o', ','.join(columns), target],
                                  check=volume is None, error='ZFS dataset %s cannot be listed' % target)
@@ -145,13 +145,14 @@ class ZfsBackend(ListingBackend):
             return parse_list(result.stdout, columns)
         if "cannot open '%s': dataset does not exist" % target not in result.stderr:
             raise command_error(result, 'ZFS dataset %s cannot be listed' % target)
-        return self._parent_listed([])
+        return self._absent()
 
-    def _parent_listed(self, rows):
-        """``rows``, once the parent is there: a missing parent is an error, as in the listing of everything."""
+    def _absent(self):
+        """The listing of a zvol that is not there (no rows), once the parent is: a missing parent is an error,
+        as in the listing of everything."""
         self.runner.run(['zfs', 'list', '-H', '-p', '-o', 'name', self.parent],
                         error='ZFS dataset %s cannot be listed' % self.parent)
-        return rows
+        return []
 
     def _split(self, dataset):
         """Return ``(volume, snapshot or None)`` of a dataset under ``parent``, or None."""
